@@ -1,0 +1,1 @@
+"""Test support: in-process DHCP servers, network namespaces, fault-injecting networks."""
