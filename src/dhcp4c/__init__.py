@@ -16,10 +16,35 @@ _EXPORTS: dict[str, str] = {
     "MessageType": "dhcp4c.message",
     "OptionCode": "dhcp4c.options",
     "Options": "dhcp4c.options",
+    "Lease": "dhcp4c.lease",
+    "Route": "dhcp4c.lease",
+    "Machine": "dhcp4c.machine",
+    "MachineConfig": "dhcp4c.machine",
+    "State": "dhcp4c.machine",
+    "Send": "dhcp4c.machine",
+    "LeaseBound": "dhcp4c.machine",
+    "LeaseRenewed": "dhcp4c.machine",
+    "LeaseChanged": "dhcp4c.machine",
+    "LeaseLost": "dhcp4c.machine",
+    "InvalidTransition": "dhcp4c.machine",
+    "Client": "dhcp4c.client",
 }
 
 if TYPE_CHECKING:
     from dhcp4c.message import Message, MessageError, MessageType
+    from dhcp4c.client import Client
+    from dhcp4c.lease import Lease, Route
+    from dhcp4c.machine import (
+        InvalidTransition,
+        LeaseBound,
+        LeaseChanged,
+        LeaseLost,
+        LeaseRenewed,
+        Machine,
+        MachineConfig,
+        Send,
+        State,
+    )
     from dhcp4c.options import OptionCode, Options
 
 __all__ = sorted(_EXPORTS)

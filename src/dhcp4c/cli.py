@@ -1,0 +1,695 @@
+"""The `dhcp4c` command: one DHCPv4 client per interface under one supervision tree.
+
+    dhcp4c [options] IFACE...      get and keep a lease on each interface (configure the kernel)
+    dhcp4c demo [options]          a real lease in a private pair of network namespaces
+
+This module owns the command line: parsing and validating arguments, checking the interfaces
+and privileges before anything starts, logging, lease events as text (stderr) or JSON (stdout),
+signals and exit codes. The protocol is the client's (`dhcp4c.client`), the kernel side is
+`dhcp4c.netconfig`'s.
+
+Start-up time is part of the product (a client at boot waits for nothing else), so the module
+imports only the standard library at the top, and trio, the client and pyroute2 only once the
+arguments are known to be good. pyroute2, the slowest, is imported in a worker thread that starts
+before the first DISCOVER is sent (`netconfig.prewarm`), so its import overlaps the exchange.
+
+Exit codes (also in `--help`):
+    0  clean exit: a signal (SIGTERM/SIGINT) after a lease, or `--once` bound and configured
+    1  a runtime failure (the kernel refused the configuration, an unexpected error)
+    2  bad usage or a bad option value
+    3  no lease within `--timeout`
+    4  an interface does not exist or cannot be used (no hardware address)
+    5  missing privileges (CAP_NET_RAW, CAP_NET_ADMIN, CAP_NET_BIND_SERVICE; run as root)
+    130/143  interrupted by SIGINT/SIGTERM before `--once` got its lease
+
+Errors are one line on stderr (`dhcp4c: error: ...`), never a traceback (`-vv` shows them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    import argparse
+
+    import trio
+
+    from dhcp4c.client import Client
+    from dhcp4c.lease import Lease
+    from dhcp4c.netconfig import LeaseCallback
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_INTERFACE",
+    "EXIT_OK",
+    "EXIT_PRIVILEGES",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "CommandError",
+    "Settings",
+    "event_json",
+    "main",
+    "parse",
+]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+EXIT_INTERFACE = 4
+EXIT_PRIVILEGES = 5
+
+_EPILOG = """\
+exit codes:
+  0    clean exit (signal after a lease, or --once bound and configured)
+  1    runtime failure (the kernel refused the configuration, unexpected error)
+  2    bad usage or option value
+  3    no lease within --timeout
+  4    no such interface, or not usable (no hardware address)
+  5    missing privileges (needs CAP_NET_RAW, CAP_NET_ADMIN, CAP_NET_BIND_SERVICE)
+  130  SIGINT, 143 SIGTERM before --once got its lease
+
+An interface literally named "demo" is reached with `dhcp4c -- demo`.
+"""
+
+# Capability bits (include/uapi/linux/capability.h).
+_CAP_NET_BIND_SERVICE = 10
+_CAP_NET_ADMIN = 12
+_CAP_NET_RAW = 13
+_ARPHRD_ETHER = 1
+# IFNAMSIZ is 16 with the NUL; the kernel refuses "/", ":" and whitespace in names.
+_IFNAME = re.compile(r"[^/:\s\x00]{1,15}\Z")
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2}[:-]?)+\Z")
+_DEFAULT_ONCE_TIMEOUT = 30.0
+
+
+class CommandError(Exception):
+    """A failure to report as one line and an exit code, without a traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Interface:
+    """An interface checked to exist, with what the client needs to know about it."""
+
+    name: str
+    index: int
+    hwaddr: bytes
+    mtu: int | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated command line (everything the run needs, nothing unparsed)."""
+
+    interfaces: tuple[str, ...]
+    configure: bool = True
+    once: bool = False
+    timeout: float | None = None
+    json: bool = False
+    verbosity: int = 0  # -1 quiet, 0 info, 1 debug, 2 debug with tracebacks
+    release: bool = False
+    lease_dir: Path | None = None
+    client_id: bytes | None = None
+    client_id_type: str = "duid"
+    hostname: str | None = None
+    vendor_class: bytes | None = None
+    request_options: tuple[int, ...] = ()
+    rapid_commit: bool = True
+    broadcast_flag: bool = False
+    resolv_conf: Path | None = None
+    route_metric: int | None = None
+    routes: bool = True
+    mtu: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- argument parsing ------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="dhcp4c",
+        description="A DHCPv4 client (RFC 2131): get and keep a lease on each interface, and "
+        "configure the kernel with it. `dhcp4c demo --help` for the self-contained demo.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("interfaces", nargs="+", metavar="IFACE", help="interfaces to serve")
+    run = parser.add_argument_group("running")
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="exit 0 once every interface has a lease, bound and configured "
+        "(like udhcpc -q, dhclient -1); exit 3 if not within --timeout",
+    )
+    run.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help=f"give up (exit 3) if no lease within SECONDS (default with --once: "
+        f"{_DEFAULT_ONCE_TIMEOUT:g}; otherwise wait forever)",
+    )
+    run.add_argument(
+        "--no-configure",
+        dest="configure",
+        action="store_false",
+        help="only get and keep the lease; do not touch addresses, routes or the MTU",
+    )
+    run.add_argument("--no-routes", dest="routes", action="store_false", help="install no routes")
+    run.add_argument("--no-mtu", dest="mtu", action="store_false", help="ignore option 26")
+    run.add_argument(
+        "--route-metric",
+        type=_int_range(0, 0xFFFFFFFF),
+        metavar="N",
+        help="metric of the routes (default 1000 + interface index)",
+    )
+    run.add_argument(
+        "--release",
+        action="store_true",
+        help="on exit, send DHCPRELEASE and remove what was configured",
+    )
+    run.add_argument(
+        "--lease-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep a lease file per interface in DIR and start with INIT-REBOOT from it",
+    )
+    run.add_argument(
+        "--resolv-conf",
+        type=Path,
+        metavar="PATH",
+        help="write the lease's DNS servers and domains to PATH (resolv.conf format); "
+        "never /etc/resolv.conf unless given",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--json", action="store_true", help="print one JSON object per lease event on stdout"
+    )
+    out.add_argument("-v", "--verbose", action="count", default=0, help="more log (repeatable)")
+    out.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
+    proto = parser.add_argument_group("protocol")
+    proto.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="option 61: 'duid' (RFC 4361, the default), 'mac' (type 1 + MAC address), "
+        "or hex bytes including the type byte (01:02:00:00:00:00:01)",
+    )
+    proto.add_argument("--hostname", metavar="NAME", help="option 12: a host name to send")
+    proto.add_argument("--vendor-class", metavar="TEXT", help="option 60: vendor class")
+    proto.add_argument(
+        "--request-option",
+        type=_int_range(1, 254),
+        action="append",
+        default=[],
+        metavar="N",
+        help="also request option N in option 55 (repeatable)",
+    )
+    proto.add_argument(
+        "--no-rapid-commit",
+        dest="rapid_commit",
+        action="store_false",
+        help="do not ask for a two-message exchange (RFC 4039)",
+    )
+    proto.add_argument(
+        "--broadcast-flag",
+        action="store_true",
+        help="ask servers to broadcast their replies (RFC 2131 §4.1)",
+    )
+    return parser
+
+
+def _positive_float(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
+def _int_range(low: int, high: int) -> Any:
+    def convert(text: str) -> int:
+        import argparse
+
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not in {low}..{high}")
+        return value
+
+    convert.__name__ = "integer"
+    return convert
+
+
+def _client_id(text: str) -> tuple[bytes | None, str]:
+    if text in ("duid", "mac"):
+        return None, text
+    if not _HEX.match(text):
+        raise CommandError(
+            f"--client-id: expected 'duid', 'mac' or hex bytes, not {text!r}", EXIT_USAGE
+        )
+    value = bytes.fromhex(re.sub(r"[:-]", "", text))
+    if not 2 <= len(value) <= 255:
+        raise CommandError("--client-id: needs 2 to 255 bytes (RFC 2132 §9.14)", EXIT_USAGE)
+    return value, "duid"
+
+
+def parse(argv: Sequence[str]) -> Settings:
+    """Parse and validate the command line (without looking at the system).
+
+    Raises:
+        CommandError: a bad value (exit code 2). argparse's own usage errors exit with 2 too.
+    """
+    args = _parser().parse_args(list(argv))
+    for name in args.interfaces:
+        if not _IFNAME.match(name) or name in (".", ".."):
+            raise CommandError(f"{name!r} is not a valid interface name", EXIT_USAGE)
+    if len(set(args.interfaces)) != len(args.interfaces):
+        raise CommandError("an interface is named twice", EXIT_USAGE)
+    client_id, client_id_type = (None, "duid")
+    if args.client_id is not None:
+        client_id, client_id_type = _client_id(args.client_id)
+    hostname = args.hostname
+    if hostname is not None:
+        from dhcp4c.dnsname import normalize
+
+        normal = normalize(hostname)
+        if normal is None:
+            raise CommandError(f"--hostname: {hostname!r} is not a valid host name", EXIT_USAGE)
+        hostname = normal
+    vendor_class = None
+    if args.vendor_class is not None:
+        vendor_class = args.vendor_class.encode("utf-8")
+        if not 1 <= len(vendor_class) <= 255 or not args.vendor_class.isprintable():
+            raise CommandError("--vendor-class: needs 1 to 255 printable bytes", EXIT_USAGE)
+    if args.lease_dir is not None and args.lease_dir.exists() and not args.lease_dir.is_dir():
+        raise CommandError(f"--lease-dir: {args.lease_dir} is not a directory", EXIT_USAGE)
+    if args.resolv_conf is not None and args.resolv_conf.is_dir():
+        raise CommandError(f"--resolv-conf: {args.resolv_conf} is a directory", EXIT_USAGE)
+    timeout = args.timeout
+    if timeout is None and args.once:
+        timeout = _DEFAULT_ONCE_TIMEOUT
+    verbosity = -1 if args.quiet > args.verbose else min(args.verbose, 2)
+    return Settings(
+        interfaces=tuple(args.interfaces),
+        configure=args.configure,
+        once=args.once,
+        timeout=timeout,
+        json=args.json,
+        verbosity=verbosity,
+        release=args.release,
+        lease_dir=args.lease_dir,
+        client_id=client_id,
+        client_id_type=client_id_type,
+        hostname=hostname,
+        vendor_class=vendor_class,
+        request_options=tuple(dict.fromkeys(args.request_option)),
+        rapid_commit=args.rapid_commit,
+        broadcast_flag=args.broadcast_flag,
+        resolv_conf=args.resolv_conf,
+        route_metric=args.route_metric,
+        routes=args.routes,
+        mtu=args.mtu,
+    )
+
+
+# -- checks against the system ------------------------------------------------------------
+
+
+def _effective_capabilities() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return -1 if os.geteuid() == 0 else 0
+
+
+def check_privileges(settings: Settings) -> None:
+    """Raise CommandError(5) unless we hold the capabilities the run needs."""
+    caps = _effective_capabilities()
+    needed = {_CAP_NET_RAW: "CAP_NET_RAW", _CAP_NET_BIND_SERVICE: "CAP_NET_BIND_SERVICE"}
+    if settings.configure:
+        needed[_CAP_NET_ADMIN] = "CAP_NET_ADMIN"
+    missing = [name for bit, name in sorted(needed.items()) if not caps & (1 << bit)]
+    if missing:
+        raise CommandError(
+            f"missing privileges ({', '.join(missing)}): run as root", EXIT_PRIVILEGES
+        )
+
+
+def inspect_interface(name: str) -> Interface:
+    """Look the interface up in this network namespace (sysfs, no netlink library needed).
+
+    Raises:
+        CommandError: code 4 when it does not exist or has no usable hardware address.
+    """
+    import socket
+
+    try:
+        index = socket.if_nametoindex(name)
+    except OSError:
+        raise CommandError(f"no interface named {name!r}", EXIT_INTERFACE) from None
+    base = Path("/sys/class/net") / name
+    try:
+        kind = int((base / "type").read_text().strip())
+        text = (base / "address").read_text().strip()
+    except (OSError, ValueError):
+        raise CommandError(f"{name}: cannot read its hardware address", EXIT_INTERFACE) from None
+    try:
+        hwaddr = bytes.fromhex(text.replace(":", ""))
+    except ValueError:
+        hwaddr = b""
+    if kind != _ARPHRD_ETHER or len(hwaddr) != 6 or not any(hwaddr):
+        raise CommandError(
+            f"{name}: not an Ethernet interface (link type {kind}), DHCP cannot run on it",
+            EXIT_INTERFACE,
+        )
+    try:
+        mtu: int | None = int((base / "mtu").read_text().strip())
+    except (OSError, ValueError):
+        mtu = None
+    return Interface(name, index, hwaddr, mtu)
+
+
+# -- lease events ------------------------------------------------------------------------------
+
+
+def _lease_fields(lease: Lease, now: float) -> dict[str, Any]:
+    return {
+        "address": str(lease.address),
+        "server_id": str(lease.server_id),
+        "routers": [str(router) for router in lease.routers],
+        "dns_servers": [str(server) for server in lease.dns_servers],
+        "domain": lease.domain,
+        "search": list(lease.search),
+        "mtu": lease.mtu,
+        "routes": [
+            {
+                "destination": str(route.destination),
+                "gateway": None if route.gateway is None else str(route.gateway),
+            }
+            for route in lease.routes
+        ],
+        "t1": round(max(0.0, lease.t1 - now), 3),
+        "t2": round(max(0.0, lease.t2 - now), 3),
+        "expiry": round(max(0.0, lease.expiry - now), 3),
+    }
+
+
+def event_json(
+    kind: str,
+    interface: str,
+    lease: Lease,
+    *,
+    now: float,
+    wall: float,
+    old: Lease | None = None,
+    reason: str | None = None,
+) -> str:
+    """One lease event as one line of JSON.
+
+    `t1`, `t2` and `expiry` are seconds from now (the lease's times are on a clock of this
+    process only); `time` is the wall clock (Unix seconds). `old_address` for "changed",
+    `reason` for "lost".
+    """
+    import json
+
+    document: dict[str, Any] = {"event": kind, "interface": interface, "time": round(wall, 3)}
+    document.update(_lease_fields(lease, now))
+    if old is not None:
+        document["old_address"] = str(old.address)
+    if reason is not None:
+        document["reason"] = reason
+    return json.dumps(document, sort_keys=False)
+
+
+def describe(kind: str, lease: Lease, *, now: float, reason: str | None = None) -> str:
+    """One lease event as a human-readable phrase for the log."""
+    if kind == "lost":
+        return f"lost {lease.address} ({reason})"
+    routers = ", ".join(map(str, lease.routers)) or "none"
+    return (
+        f"{kind} {lease.address} from {lease.server_id}, router {routers}, "
+        f"renew in {max(0.0, lease.t1 - now):.0f} s, "
+        f"expires in {max(0.0, lease.expiry - now):.0f} s"
+    )
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def _node_name(ifname: str, taken: set[str]) -> str:
+    """A supervisor node name (`[a-z0-9_]{1,64}`) for an interface, unique among `taken`."""
+    base = re.sub(r"[^a-z0-9_]", "_", ifname.lower()) or "if"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    taken.add(name)
+    return name
+
+
+def _client(settings: Settings, interface: Interface) -> Client:
+    """The client for one interface: its configuration, callback and lease file."""
+    import trio
+
+    from dhcp4c import leasefile, netconfig
+    from dhcp4c.client import Client
+    from dhcp4c.machine import DEFAULT_PARAMETER_REQUEST_LIST, MachineConfig
+
+    config: dict[str, Any] = {
+        "client_id_type": settings.client_id_type,
+        "rapid_commit": settings.rapid_commit,
+        "broadcast_flag": settings.broadcast_flag,
+        "release_on_stop": settings.release,
+        "parameter_request_list": tuple(
+            dict.fromkeys((*DEFAULT_PARAMETER_REQUEST_LIST, *settings.request_options))
+        ),
+    }
+    if settings.client_id is not None:
+        config["client_id"] = settings.client_id
+    if settings.hostname is not None:
+        config["hostname"] = settings.hostname
+    if settings.vendor_class is not None:
+        config["vendor_class"] = settings.vendor_class
+    name, hwaddr = interface.name, interface.hwaddr
+    try:
+        client_id = MachineConfig(hwaddr=hwaddr, interface=name, **config).client_identifier
+    except ValueError as error:
+        raise CommandError(str(error), EXIT_USAGE) from None
+    extra: list[LeaseCallback] = []
+    lease = None
+    if settings.lease_dir is not None:
+        path = leasefile.lease_path(settings.lease_dir, name)
+        lease = leasefile.load(path, name, hwaddr, trio.current_time(), client_id=client_id)
+        if lease is not None:
+            _logger().info("%s: trying %s from %s again", name, lease.address, path)
+        extra.append(
+            netconfig.lease_file_callback(path, ifname=name, hwaddr=hwaddr, client_id=client_id)
+        )
+    callback: LeaseCallback
+    if settings.configure:
+        callback = netconfig.configure(
+            name,
+            routes=settings.routes,
+            mtu=settings.mtu,
+            resolv_conf=settings.resolv_conf,
+            route_metric=settings.route_metric,
+            extra=extra,
+        )
+    else:
+        if settings.resolv_conf is not None:
+            extra.insert(0, netconfig.resolv_conf_callback(settings.resolv_conf, ifname=name))
+        callback = netconfig.compose(*extra)
+    return Client(
+        name, hwaddr=hwaddr, mtu=interface.mtu, lease=lease, callback=callback, **config
+    )
+
+
+def _logger() -> Any:
+    import logging
+
+    return logging.getLogger("dhcp4c")
+
+
+def run(settings: Settings, interfaces: Sequence[Interface]) -> int:
+    """Run the clients under one supervision tree until a signal (or `--once`); the exit code."""
+    import trio
+
+    return trio.run(_serve, settings, tuple(interfaces))
+
+
+async def _serve(settings: Settings, interfaces: tuple[Interface, ...]) -> int:
+    import contextlib
+    import math
+    import signal
+
+    import trio
+
+    import supervisor
+    from dhcp4c import netconfig
+
+    if settings.configure:
+        # pyroute2 takes ~100 ms to import: start now, in a thread, while the client sends its
+        # first DISCOVER and waits for the answer.
+        prewarm = netconfig.prewarm
+    clients = {}
+    taken: set[str] = set()
+    for interface in interfaces:
+        clients[_node_name(interface.name, taken)] = _client(settings, interface)
+
+    async def root() -> None:
+        for node, client in clients.items():
+            supervisor.run(node, client.run)
+        supervisor.signal(supervisor.Signal.HEALTHY)
+        supervisor.signal(supervisor.Signal.DONE)
+
+    outcome: list[int] = []
+    subscriptions = [(client, client.subscribe()) for client in clients.values()]
+
+    async def print_events(client: Client, events: trio.MemoryReceiveChannel[Any]) -> None:
+        async for event in events:
+            _print_event(client.interface, event)
+
+    async def watch_signals(scope: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                _logger().info("%s: shutting down", signal.Signals(signum).name)
+                outcome.append(128 + signum)
+                scope.cancel()
+                return
+
+    async def wait_all_bound(scope: trio.CancelScope) -> None:
+        with trio.move_on_after(settings.timeout or math.inf) as timer:
+            for client in clients.values():
+                await client.wait_bound()
+        if timer.cancelled_caught:
+            missing = [c.interface for c in clients.values() if c.lease is None]
+            _logger().error("no lease within %g s on %s", settings.timeout, ", ".join(missing))
+            outcome.append(EXIT_TIMEOUT)
+            scope.cancel()
+        elif settings.once:
+            outcome.append(EXIT_OK)
+            scope.cancel()
+
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            if settings.configure:
+                nursery.start_soon(prewarm)
+            nursery.start_soon(watch_signals, scope)
+            nursery.start_soon(wait_all_bound, scope)
+            if settings.json:
+                for client, events in subscriptions:
+                    nursery.start_soon(print_events, client, events)
+            async with trio.open_nursery() as tree:
+                tree.start_soon(supervisor.supervise, root)
+    # The tree has stopped: each client sent its DHCPRELEASE (with --release) and ran its
+    # callback. Print what the printers had no time to print.
+    if settings.json:
+        for client, events in subscriptions:
+            with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                while True:
+                    _print_event(client.interface, events.receive_nowait())
+    code = outcome[0] if outcome else EXIT_OK
+    if code > 128 and not settings.once:
+        code = EXIT_OK  # a signal is the normal way to stop a running client
+    return code
+
+
+def _print_event(interface: str, event: Any) -> None:
+    import time
+
+    import trio
+
+    kind = event.kind.value
+    lease = event.lease if event.lease is not None else event.old
+    if lease is None:
+        return
+    line = event_json(
+        kind,
+        interface,
+        lease,
+        now=trio.current_time(),
+        wall=time.time(),
+        old=event.old if kind == "changed" else None,
+        reason=event.reason,
+    )
+    print(line, flush=True)
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def _setup_logging(verbosity: int) -> None:
+    import logging
+
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    if verbosity >= 1:
+        form = "dhcp4c: %(relativeCreated)8.1f ms %(name)s: %(message)s"
+    else:
+        form = "dhcp4c: %(message)s"
+    handler.setFormatter(logging.Formatter(form))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if verbosity < 2:
+        # Libraries' debug output (pyroute2 dumps every netlink message) only with -vv.
+        def quiet_libraries(record: logging.LogRecord) -> bool:
+            return record.levelno >= logging.WARNING or not record.name.startswith(
+                ("pyroute2", "asyncio")
+            )
+
+        handler.addFilter(quiet_libraries)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"dhcp4c: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return its exit code (the console script passes it to `sys.exit`)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["demo"]:
+        from dhcp4c import demo
+
+        return demo.main(arguments[1:])
+    try:
+        settings = parse(arguments)
+        check_privileges(settings)
+        interfaces = [inspect_interface(name) for name in settings.interfaces]
+    except CommandError as error:
+        _fail(str(error), error.code)
+    _setup_logging(settings.verbosity)
+    try:
+        return run(settings, interfaces)
+    except CommandError as error:
+        _fail(str(error), error.code)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # the last line of defence: one line, no traceback
+        if settings.verbosity >= 2:
+            raise
+        _fail(f"{type(error).__name__}: {error}", EXIT_FAILURE)

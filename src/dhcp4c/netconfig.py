@@ -1,0 +1,572 @@
+"""Kernel configuration from leases: lease callbacks that apply a lease with pyroute2.
+
+A lease callback is `async def cb(old: Lease | None, new: Lease | None) -> None`, called by the
+client for every lease event: bound (None → lease), renewed (lease → same configuration, later
+times), changed (lease → other lease) and lost (lease → None). This module offers one callback per
+concern and `configure()`, their composition in the right order:
+
+- address: added with valid and preferred lifetimes equal to the lease's remaining time, so the
+  kernel removes it at expiry even if this process dies (RFC 2131 §4.4.5: stop using the address at
+  expiry); on renewal replaced in place (RTM_NEWADDR with NLM_F_REPLACE updates the lifetimes: no
+  delete and re-add, so sockets bound to it never notice); removed on loss or change. An address
+  the kernel marks permanent (IFA_F_PERMANENT: configured by the administrator, not by us) is never
+  replaced nor removed. Our lifetimes are capped below 0xffffffff, so ours are never permanent.
+- routes: the lease's sanitised routes (`Lease.routes`, which already holds the default route via
+  the routers when there is no option 121, RFC 3442) with protocol `dhcp` (RTPROT_DHCP = 16), the
+  lease's address as preferred source, and a per-interface metric (dhcpcd's 1000 + ifindex by
+  default, so two DHCP interfaces never replace each other's default route). Installed after the
+  address (so gateways are reachable), on-link routes before gateway routes, with NLM_F_REPLACE
+  (no flap on renewal); routes of the old lease that the new one lacks are deleted afterwards.
+- MTU (option 26): set when the lease has one; values below 576 are refused (RFC 791's minimum
+  datagram every host must accept; smaller values only break the link, issue 6); the interface's
+  original MTU is restored on loss.
+- a resolv.conf-format file at a path the caller chooses (`dhcp4c.resolvconf`), written atomically;
+  every name is validated first. Removed on loss.
+
+pyroute2 is synchronous here: its asyncio API does not run under Trio, so every kernel operation
+is a short function run by `trio.to_thread.run_sync`, which opens an `IPRoute` socket, does the
+work and closes it in that one worker thread (pyroute2 keeps per-thread event loops; an IPRoute is
+never shared between threads). pyroute2 costs ~100-300 ms to import, so it is imported on first
+use; `prewarm()` imports it in a worker thread, and the client should start it while it sends its
+first DISCOVER.
+
+Namespaces: every kernel callback takes `netns`, a name under /run/netns (as `ip netns` makes
+them) or a path to a namespace file. The worker thread enters the namespace with setns(2) only to
+open the netlink socket and switches back at once; the socket keeps working on that namespace.
+
+Errors: a callback raises `NetconfigError` when the address cannot be configured (no such
+interface, no permission); the client should treat that as fatal for the lease. A single route,
+the MTU or the resolv.conf file failing is logged and skipped: one bad value must not stop the
+rest of the configuration. Deleting something already gone is not an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import logging
+import math
+import os
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from ipaddress import IPv4Interface
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from dhcp4c import leasefile, resolvconf
+
+if TYPE_CHECKING:
+    from dhcp4c.lease import Lease, Route
+
+__all__ = [
+    "MIN_MTU",
+    "RTPROT_DHCP",
+    "LeaseCallback",
+    "NetconfigError",
+    "address_callback",
+    "compose",
+    "configure",
+    "lease_file_callback",
+    "load_pyroute2",
+    "mtu_callback",
+    "prewarm",
+    "resolv_conf_callback",
+    "routes_callback",
+]
+
+logger = logging.getLogger(__name__)
+
+LeaseCallback = Callable[["Lease | None", "Lease | None"], Awaitable[None]]
+
+RTPROT_DHCP = 16  # include/uapi/linux/rtnetlink.h
+MIN_MTU = 576  # RFC 791: every host must accept datagrams of 576 octets
+MAX_MTU = 65535
+IFA_F_PERMANENT = 0x80  # include/uapi/linux/if_addr.h
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
+MAIN_TABLE = 254
+# 0xffffffff means "forever" and makes the kernel flag the address permanent; one less keeps it
+# dynamic (and so recognisably ours) for an "infinite" lease, about 136 years.
+_MAX_LIFETIME = 0xFFFF_FFFE
+_CLONE_NEWNET = 0x40000000
+_NETNS_DIR = "/run/netns"
+
+_IPRoute: Any = None
+# What a failed netlink request raises: pyroute2's NetlinkError (`code` = errno) is not an
+# OSError. Extended with it when pyroute2 is imported, which precedes every request.
+_FAILURES: tuple[type[Exception], ...] = (OSError,)
+_import_lock = threading.Lock()
+
+
+class NetconfigError(Exception):
+    """The kernel refused to configure the lease's address (or the interface does not exist)."""
+
+
+def load_pyroute2() -> Any:
+    """Import pyroute2 (once) and return its `IPRoute` class; blocking, thread-safe."""
+    global _IPRoute, _FAILURES
+    with _import_lock:
+        if _IPRoute is None:
+            from pyroute2 import IPRoute
+            from pyroute2.netlink.exceptions import NetlinkError
+
+            _FAILURES = (OSError, NetlinkError)
+            _IPRoute = IPRoute
+        return _IPRoute
+
+
+async def prewarm() -> None:
+    """Import pyroute2 in a worker thread, so that the first lease does not wait for it.
+
+    Start it in a background task as the client starts: `nursery.start_soon(netconfig.prewarm)`.
+    The import then overlaps the first DHCP exchange instead of delaying the configuration.
+    """
+    await trio.to_thread.run_sync(load_pyroute2)
+
+
+def compose(*callbacks: LeaseCallback) -> LeaseCallback:
+    """Return a callback running `callbacks` one after the other, in the order given.
+
+    An exception stops the sequence and propagates (later callbacks do not run).
+    """
+
+    async def composed(old: Lease | None, new: Lease | None) -> None:
+        for callback in callbacks:
+            await callback(old, new)
+
+    return composed
+
+
+def _reversing(*steps: LeaseCallback) -> LeaseCallback:
+    """Like `compose`, but the steps run in reverse order when the lease is lost (teardown)."""
+
+    async def composed(old: Lease | None, new: Lease | None) -> None:
+        for step in steps if new is not None else reversed(steps):
+            await step(old, new)
+
+    return composed
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker-thread side: everything below until the callbacks runs in trio.to_thread.run_sync.
+
+
+def _setns(fd: int) -> None:
+    setns = getattr(os, "setns", None)  # Python >= 3.12
+    if setns is not None:
+        setns(fd, _CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def _netns_path(netns: str) -> str:
+    return netns if "/" in netns else os.path.join(_NETNS_DIR, netns)
+
+
+@contextlib.contextmanager
+def _iproute(netns: str | None) -> Iterator[Any]:
+    """Open an IPRoute in `netns` (None: the thread's own), for use in this thread only."""
+    iproute = load_pyroute2()
+    if netns is None:
+        ipr = iproute()
+    else:
+        # setns(2) on this thread only, just for the socket() call. pyroute2's own netns=...
+        # forks a child per socket; forking a multi-threaded process is best avoided.
+        original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            target = os.open(_netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(target)
+            finally:
+                os.close(target)
+            try:
+                ipr = iproute()
+            finally:
+                # A failure here would leave a pooled worker thread in the wrong namespace;
+                # it cannot happen for a process that could enter `target` a moment ago.
+                _setns(original)
+        finally:
+            os.close(original)
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _code(error: BaseException) -> int | None:
+    code = getattr(error, "code", None)
+    return code if isinstance(code, int) else None
+
+
+def _link_index(ipr: Any, ifname: str) -> int:
+    indices = ipr.link_lookup(ifname=ifname)
+    if not indices:
+        raise NetconfigError(f"no interface named {ifname!r}")
+    return int(indices[0])
+
+
+def _addresses(ipr: Any, index: int) -> dict[IPv4Interface, int]:
+    """The IPv4 addresses on the interface with their IFA flags."""
+    found: dict[IPv4Interface, int] = {}
+    for message in ipr.get_addr(family=2, index=index):  # AF_INET
+        local = message.get_attr("IFA_LOCAL") or message.get_attr("IFA_ADDRESS")
+        if local is None:
+            continue
+        flags = message.get_attr("IFA_FLAGS")
+        found[IPv4Interface(f"{local}/{message['prefixlen']}")] = int(
+            message["flags"] if flags is None else flags
+        )
+    return found
+
+
+def _lifetime(remaining: float) -> int:
+    # Rounded down: the kernel must drop the address no later than the lease ends.
+    if not math.isfinite(remaining):
+        return _MAX_LIFETIME
+    return max(0, min(_MAX_LIFETIME, int(remaining)))
+
+
+def _apply_address(
+    netns: str | None, ifname: str, old: Lease | None, new: Lease | None, remaining: float
+) -> None:
+    try:
+        with _iproute(netns) as ipr:
+            try:
+                index = _link_index(ipr, ifname)
+            except NetconfigError:
+                if new is None:
+                    return  # the interface is gone, and our address with it
+                raise
+            present = _addresses(ipr, index)
+
+            def ours(address: IPv4Interface) -> bool:
+                flags = present.get(address)
+                if flags is not None and flags & IFA_F_PERMANENT:
+                    logger.warning(
+                        "%s: leaving the permanent address %s alone", ifname, address.with_prefixlen
+                    )
+                    return False
+                return flags is not None
+
+            # Delete before adding: with promote_secondaries off, deleting a primary address also
+            # deletes the secondaries of its subnet, possibly the new one.
+            leaving = old is not None and (new is None or old.address != new.address)
+            if old is not None and leaving and ours(old.address):
+                _delete_address(ipr, index, old.address)
+                logger.info("%s: removed %s", ifname, old.address.with_prefixlen)
+            if new is None or (new.address in present and not ours(new.address)):
+                return
+            lifetime = _lifetime(remaining)
+            if lifetime == 0:
+                logger.warning(
+                    "%s: lease for %s already expired; not adding it", ifname, new.address
+                )
+                return
+            network = new.address.network
+            extra = {}
+            if network.prefixlen <= 30:  # RFC 3021: /31 and /32 have no broadcast address
+                extra["broadcast"] = str(network.broadcast_address)
+            ipr.addr(
+                "replace",
+                index=index,
+                address=str(new.address.ip),
+                prefixlen=network.prefixlen,
+                valid_lft=lifetime,
+                preferred_lft=lifetime,
+                **extra,
+            )
+            logger.info("%s: %s valid for %d s", ifname, new.address.with_prefixlen, lifetime)
+    except NetconfigError:
+        raise
+    except _FAILURES as error:
+        raise NetconfigError(f"{ifname}: cannot configure the address: {error}") from error
+
+
+def _delete_address(ipr: Any, index: int, address: IPv4Interface) -> None:
+    try:
+        ipr.addr("del", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
+    except _FAILURES as error:
+        if _code(error) != errno.EADDRNOTAVAIL:  # already gone (expired meanwhile)
+            raise
+
+
+def _route_spec(route: Route, index: int, lease: Lease, metric: int, table: int) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "dst": str(route.destination.network_address),
+        "dst_len": route.destination.prefixlen,
+        "oif": index,
+        "proto": RTPROT_DHCP,
+        "priority": metric,
+        "table": table,
+        "prefsrc": str(lease.address.ip),
+        "scope": RT_SCOPE_LINK if route.gateway is None else RT_SCOPE_UNIVERSE,
+    }
+    if route.gateway is not None:
+        spec["gateway"] = str(route.gateway)
+    return spec
+
+
+def _apply_routes(
+    netns: str | None,
+    ifname: str,
+    old: Lease | None,
+    new: Lease | None,
+    metric: int | None,
+    table: int,
+) -> None:
+    try:
+        with _iproute(netns) as ipr:
+            try:
+                index = _link_index(ipr, ifname)
+            except NetconfigError:
+                if new is None:
+                    return  # the interface is gone, and its routes with it
+                raise
+            _replace_routes(
+                ipr, ifname, index, old, new, 1000 + index if metric is None else metric, table
+            )
+    except NetconfigError:
+        raise
+    except _FAILURES as error:
+        raise NetconfigError(f"{ifname}: cannot configure routes: {error}") from error
+
+
+def _replace_routes(
+    ipr: Any,
+    ifname: str,
+    index: int,
+    old: Lease | None,
+    new: Lease | None,
+    metric: int,
+    table: int,
+) -> None:
+    wanted: set[tuple[object, ...]] = set()
+    if new is not None:
+        # On-link routes first: a gateway may only be reachable through one of them.
+        for route in sorted(new.routes, key=lambda route: route.gateway is not None):
+            spec = _route_spec(route, index, new, metric, table)
+            wanted.add((route.destination, route.gateway))
+            try:
+                ipr.route("replace", **spec)
+            except _FAILURES as error:
+                logger.warning("%s: cannot add route %s: %s", ifname, _describe(route), error)
+    if old is None:
+        return
+    for route in old.routes:
+        if (route.destination, route.gateway) in wanted:
+            continue
+        spec = _route_spec(route, index, old, metric, table)
+        del spec["prefsrc"], spec["scope"]
+        try:
+            ipr.route("del", **spec)
+        except _FAILURES as error:
+            # ESRCH: gone already (removed with the address, or expired with it).
+            if _code(error) != errno.ESRCH:
+                logger.warning("%s: cannot remove route %s: %s", ifname, _describe(route), error)
+
+
+def _describe(route: Route) -> str:
+    via = "on-link" if route.gateway is None else f"via {route.gateway}"
+    return f"{route.destination} {via}"
+
+
+def _link_mtu(ipr: Any, index: int) -> int:
+    return int(ipr.get_links(index)[0].get_attr("IFLA_MTU"))
+
+
+def _set_mtu(netns: str | None, ifname: str, mtu: int | None, saved: list[int]) -> None:
+    """Set the MTU (None: restore the original); `saved` holds the original once we changed it."""
+    failures: tuple[type[Exception], ...] = (*_FAILURES, NetconfigError)
+    try:
+        with _iproute(netns) as ipr:
+            try:
+                index = _link_index(ipr, ifname)
+            except NetconfigError:
+                if mtu is None:
+                    return
+                raise
+            if mtu is None:
+                if saved:
+                    ipr.link("set", index=index, mtu=saved.pop())
+                return
+            current = _link_mtu(ipr, index)
+            if current == mtu:
+                return
+            ipr.link("set", index=index, mtu=mtu)
+            if not saved:
+                saved.append(current)
+            logger.info("%s: MTU %d (was %d)", ifname, mtu, current)
+    except failures as error:
+        logger.warning("%s: cannot set the MTU: %s", ifname, error)
+
+
+# ---------------------------------------------------------------------------------------------
+# The callbacks (Trio side).
+
+
+def address_callback(
+    ifname: str,
+    *,
+    netns: str | None = None,
+    clock: Callable[[], float] = trio.current_time,
+) -> LeaseCallback:
+    """Manage the lease's address on `ifname`.
+
+    Args:
+        ifname: the interface.
+        netns: a namespace name under /run/netns or a namespace file path; None: our own.
+        clock: the clock the lease's times are on (Trio's).
+
+    Returns:
+        A callback that adds/replaces the new address with lifetimes = the lease's remaining time
+        and deletes the old one on change or loss; permanent addresses are never touched.
+        It raises `NetconfigError` when the address cannot be configured.
+    """
+
+    async def callback(old: Lease | None, new: Lease | None) -> None:
+        remaining = new.remaining(clock()) if new is not None else 0.0
+        await trio.to_thread.run_sync(_apply_address, netns, ifname, old, new, remaining)
+
+    return callback
+
+
+def routes_callback(
+    ifname: str,
+    *,
+    netns: str | None = None,
+    metric: int | None = None,
+    table: int = MAIN_TABLE,
+) -> LeaseCallback:
+    """Manage the lease's routes (protocol dhcp) on `ifname`.
+
+    Args:
+        ifname: the interface.
+        netns: as for `address_callback`.
+        metric: the routes' priority; None: 1000 + the interface index (dhcpcd's convention),
+            so that DHCP interfaces do not replace each other's routes.
+        table: the routing table (main by default).
+
+    Returns:
+        A callback that replaces the new lease's routes (no flap) and deletes those of the old
+        lease that the new one lacks. Failures of single routes are logged, not raised.
+    """
+
+    async def callback(old: Lease | None, new: Lease | None) -> None:
+        await trio.to_thread.run_sync(_apply_routes, netns, ifname, old, new, metric, table)
+
+    return callback
+
+
+def mtu_callback(ifname: str, *, netns: str | None = None) -> LeaseCallback:
+    """Apply the lease's MTU (option 26) to `ifname`; restore the original MTU on loss.
+
+    MTUs below 576 (`MIN_MTU`) or above 65535 are refused with a warning (issue 6: a hostile
+    server must not be able to make the link unusable). Failures are logged, not raised.
+    """
+    saved: list[int] = []  # the interface's MTU before we first changed it
+
+    async def callback(old: Lease | None, new: Lease | None) -> None:
+        mtu = new.mtu if new is not None else None
+        if mtu is not None and not MIN_MTU <= mtu <= MAX_MTU:
+            logger.warning("%s: refusing MTU %d from the server (below %d)", ifname, mtu, MIN_MTU)
+            mtu = None
+        if mtu is None and not saved:
+            return
+        await trio.to_thread.run_sync(_set_mtu, netns, ifname, mtu, saved)
+
+    return callback
+
+
+def resolv_conf_callback(path: Path | str, *, ifname: str | None = None) -> LeaseCallback:
+    """Write the lease's DNS configuration to `path` (resolv.conf format); remove it on loss.
+
+    The file is replaced atomically; names are validated (`dhcp4c.dnsname`) and invalid ones
+    dropped with a warning. Write failures are logged, not raised.
+    """
+    target = Path(path)
+
+    async def callback(old: Lease | None, new: Lease | None) -> None:
+        try:
+            if new is None:
+                await trio.to_thread.run_sync(target.unlink, True)
+            else:
+                text = resolvconf.render_lease(new, ifname=ifname)
+                await trio.to_thread.run_sync(resolvconf.write, target, text)
+        except OSError as error:
+            logger.warning("cannot update %s: %s", target, error)
+
+    return callback
+
+
+def lease_file_callback(
+    path: Path,
+    *,
+    ifname: str,
+    hwaddr: bytes,
+    client_id: bytes | None = None,
+    clock: Callable[[], float] = trio.current_time,
+) -> LeaseCallback:
+    """Save each new lease to `path` (see `dhcp4c.leasefile`); remove the file on loss.
+
+    Failures are logged, not raised: without the file the next start only costs a DISCOVER.
+    """
+
+    async def callback(old: Lease | None, new: Lease | None) -> None:
+        try:
+            if new is None:
+                await trio.to_thread.run_sync(leasefile.remove, path)
+            else:
+                now = clock()
+                await trio.to_thread.run_sync(
+                    lambda: leasefile.save(
+                        path, new, ifname=ifname, hwaddr=hwaddr, client_id=client_id, now_trio=now
+                    )
+                )
+        except OSError as error:
+            logger.warning("cannot update the lease file %s: %s", path, error)
+
+    return callback
+
+
+def configure(
+    ifname: str,
+    *,
+    netns: str | None = None,
+    routes: bool = True,
+    mtu: bool = True,
+    resolv_conf: Path | str | None = None,
+    route_metric: int | None = None,
+    extra: Sequence[LeaseCallback] = (),
+) -> LeaseCallback:
+    """The full kernel configuration for one interface, as one callback.
+
+    Args:
+        ifname: the interface.
+        netns: as for `address_callback`.
+        routes: install the lease's routes.
+        mtu: apply option 26.
+        resolv_conf: a path for a resolv.conf-format file, or None for none.
+        route_metric: see `routes_callback`.
+        extra: further callbacks, run after the kernel's (e.g. `lease_file_callback`).
+
+    Returns:
+        A callback running address, MTU, routes, resolv.conf and `extra` in that order when a
+        lease is bound, renewed or changed (routes need the address), and in the reverse order
+        when it is lost.
+    """
+    steps: list[LeaseCallback] = [address_callback(ifname, netns=netns)]
+    if mtu:
+        steps.append(mtu_callback(ifname, netns=netns))
+    if routes:
+        steps.append(routes_callback(ifname, netns=netns, metric=route_metric))
+    if resolv_conf is not None:
+        steps.append(resolv_conf_callback(resolv_conf, ifname=ifname))
+    steps.extend(extra)
+    return _reversing(*steps)

@@ -1,0 +1,38 @@
+"""Transports: how DHCP payloads get on and off the wire.
+
+The client's Trio shell owns at most one open transport at a time and opens the one its state
+needs: `BroadcastTransport` (AF_PACKET + classic BPF, raw IPv4/UDP from 0.0.0.0:68) while it has
+no usable address, `UnicastTransport` (a kernel UDP socket bound to the leased address:68 with
+SO_BINDTODEVICE) once it has one. Tests use `dhcp4c.transport.memory`, an in-memory network on the
+Trio clock with fault injection. All three satisfy `Transport`.
+
+Modules: `ipudp` (pure IPv4/UDP framing and verification), `bpf` (the filter program, pure),
+`packet` (BroadcastTransport), `udp` (UnicastTransport), `memory` (in-memory network).
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Protocol
+
+from dhcp4c.transport.ipudp import FrameError
+from dhcp4c.transport.packet import BroadcastTransport
+from dhcp4c.transport.udp import UnicastTransport
+
+__all__ = ["BroadcastTransport", "FrameError", "Transport", "UnicastTransport"]
+
+
+class Transport(Protocol):
+    """One open socket (or in-memory port) carrying DHCP client traffic on one interface."""
+
+    async def send(self, payload: bytes, destination: IPv4Address | None) -> None:
+        """Send `payload` to `destination`:67; None is the limited broadcast 255.255.255.255."""
+
+    async def receive(self) -> bytes:
+        """Return the next UDP payload addressed to port 68 (headers checked and stripped).
+
+        Raises trio.ClosedResourceError once the transport is closed.
+        """
+
+    def close(self) -> None:
+        """Release the socket; idempotent."""

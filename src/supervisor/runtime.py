@@ -1,0 +1,443 @@
+"""The Trio runtime: one task per node, in one nursery owned by `supervise`.
+
+This is the shell around `supervisor.tree`. Each node incarnation runs in its own task with its
+own `trio.CancelScope`; all tasks live in the nursery of the `supervise` call, so no task
+outlives the tree. When a task exits, the runtime classifies the exit (DONE, CANCELED, DEAD),
+asks the tree what that means, cancels the scopes it names and spawns the restarts it names,
+all synchronously, before the next checkpoint. There is no processor task and no periodic GC
+(Monogon runs its "GC" every millisecond): every decision is made at the exit that enables it.
+
+The module functions (`run`, `run_group`, `signal`, `logger`, `sub_logger`, `dn`) find their
+node through a `ContextVar` set by the node's task (and so inherited by tasks the runnable
+spawns in its own nurseries). Called outside any runnable, they raise `RuntimeError`.
+
+Classification of an exit:
+- DONE signalled, then a clean return: DONE.
+- The tree cancelled the node (its own scope caught the `Cancelled`, or it returned cleanly
+  after being asked to leave): CANCELED.
+- Any exception, or a clean return without DONE: DEAD, logged with its traceback in the node's
+  own logger; with `propagate_exceptions=True` the exception ends the tree and is re-raised by
+  `supervise` instead.
+- `Cancelled` from outside the tree (the caller of `supervise` cancelled it), and
+  `KeyboardInterrupt`, `SystemExit` or any other `BaseException`: never restarted. The tree
+  stops restarting, every node is cancelled, and the exception propagates.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping
+from typing import cast
+
+import trio
+import trio.testing
+
+from supervisor import tree
+from supervisor.backoff import Backoff
+from supervisor.observe import Observer, StateChange
+from supervisor.states import NodeState, Signal
+from supervisor.tree import Node, Runnable
+
+__all__ = [
+    "Handle",
+    "dn",
+    "logger",
+    "run",
+    "run_group",
+    "signal",
+    "sub_logger",
+    "supervise",
+]
+
+_log = logging.getLogger("supervisor")
+
+# The node whose runnable runs in the current task (set by each node's task).
+_current: contextvars.ContextVar[Node] = contextvars.ContextVar("supervisor_node")
+# The runtime of the tree; set by the root task, inherited by every task spawned under it.
+_runtime: contextvars.ContextVar[_Runtime] = contextvars.ContextVar("supervisor_runtime")
+
+
+def _is_group(exc: BaseException) -> bool:
+    # BaseExceptionGroup is a builtin from 3.11 only (the backport on 3.10): test by shape.
+    return hasattr(exc, "exceptions") and hasattr(exc, "split")
+
+
+def _split(
+    exc: BaseException, match: Callable[[BaseException], bool]
+) -> tuple[BaseException | None, BaseException | None]:
+    """`BaseExceptionGroup.split(match)` that also takes a bare exception."""
+    if _is_group(exc):
+        matched, rest = exc.split(match)  # type: ignore[attr-defined]
+        return matched, rest
+    return (exc, None) if match(exc) else (None, exc)
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    # KeyboardInterrupt, SystemExit, GeneratorExit...: anything that is neither an ordinary
+    # error nor Trio's cancellation unwinds the tree, as it would unwind a plain nursery.
+    # (split() also asks about the groups themselves: a group is never fatal by itself.)
+    return not isinstance(exc, Exception | trio.Cancelled) and not _is_group(exc)
+
+
+def _is_cancelled(exc: BaseException) -> bool:
+    return isinstance(exc, trio.Cancelled)
+
+
+class _Runtime:
+    """Everything one `supervise` call owns. Internal: reach it through `Handle`."""
+
+    __slots__ = (
+        "backoff",
+        "failure",
+        "nursery",
+        "observers",
+        "propagate",
+        "rng",
+        "root",
+        "settle_event",
+        "stopping",
+    )
+
+    def __init__(
+        self,
+        root_fn: Runnable,
+        nursery: trio.Nursery,
+        *,
+        propagate: bool,
+        backoff: Backoff,
+        rng: random.Random,
+        observers: list[Observer],
+    ) -> None:
+        self.root = tree.new_root(root_fn)
+        self.nursery = nursery
+        self.propagate = propagate
+        self.backoff = backoff
+        self.rng = rng
+        self.observers = observers
+        self.stopping = False
+        self.failure: BaseException | None = None
+        self.settle_event: trio.Event | None = None
+
+    # -- transitions -------------------------------------------------------------------------
+
+    def emit(self, node: Node, old: NodeState | None, new: NodeState) -> None:
+        if not self.observers:
+            return
+        change = StateChange(node.dn(), old, new, trio.current_time())
+        for observer in tuple(self.observers):
+            try:
+                observer(change)
+            except Exception:
+                _log.exception("state observer %r failed on %s", observer, change)
+
+    def spawn(self, node: Node, at: float | None) -> None:
+        """Start a task for `node`, running its function at once or at time `at`."""
+        node.scope = trio.CancelScope()
+        tree.task_started(node, pending=True)
+        self.nursery.start_soon(self.node_task, node, at, name="supervisor node")
+        if node.state is NodeState.NEW and self.observers:
+            # A first incarnation is NEW from its declaration; a restart when it starts.
+            self.emit(node, None, NodeState.NEW)
+
+    async def node_task(self, node: Node, at: float | None) -> None:
+        _current.set(node)
+        if node.parent is None:
+            _runtime.set(self)
+        scope = cast(trio.CancelScope, node.scope)
+        try:
+            with scope:
+                if at is not None:
+                    await trio.sleep_until(at)
+                else:
+                    # Do not run a runnable's first steps in a tree that is shutting down.
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                if node.state is NodeState.NEW and self.settle_event is None:
+                    node.pending = False  # the common case of `started`, inlined
+                else:
+                    self.started(node)
+                await node.fn()
+        except trio.Cancelled:
+            # Not caught by the node's own scope: the cancellation came from outside the node
+            # (supervise's caller, or the tree stopping). Never a restart.
+            self.exited(node, NodeState.CANCELED, stop=True)
+            raise
+        except BaseException as exc:
+            fatal, _ = _split(exc, _is_fatal)
+            if fatal is not None:
+                self.exited(node, NodeState.DEAD, stop=True)
+                self.fail(exc)
+                return
+            cancelled, rest = _split(exc, _is_cancelled)
+            if cancelled is not None:
+                self.exited(node, NodeState.CANCELED, stop=True)
+                if rest is not None:
+                    logging.getLogger(node.dn()).error("failed while cancelled", exc_info=rest)
+                raise cancelled from None
+            self.died(node, exc)
+        else:
+            if scope.cancelled_caught:
+                self.exited(node, NodeState.CANCELED)
+            elif node.done_signalled:
+                self.exited(node, NodeState.DONE)
+            elif scope.cancel_called:
+                self.exited(node, NodeState.CANCELED)
+            else:
+                logging.getLogger(node.dn()).error(
+                    "runnable returned while %s, without signalling DONE", node.state.name
+                )
+                self.exited(node, NodeState.DEAD)
+        finally:
+            if self.settle_event is not None:
+                self.settled_changed()
+
+    def started(self, node: Node) -> None:
+        old = node.state
+        node.pending = False
+        node.state = NodeState.NEW
+        if self.settle_event is not None:
+            self.settled_changed()
+        if old is not NodeState.NEW and self.observers:
+            self.emit(node, old, NodeState.NEW)
+
+    def died(self, node: Node, exc: BaseException) -> None:
+        if self.propagate:
+            self.exited(node, NodeState.DEAD, stop=True)
+            self.fail(exc)
+            return
+        logging.getLogger(node.dn()).error("runnable died", exc_info=exc)
+        self.exited(node, NodeState.DEAD)
+
+    def exited(self, node: Node, state: NodeState, *, stop: bool = False) -> None:
+        if stop:
+            self.stopping = True
+        old = node.state
+        plan = tree.on_exit(node, state, restarts=not self.stopping)
+        self.emit(node, old, state)
+        for victim in plan.cancel:
+            assert victim.scope is not None
+            victim.scope.cancel()
+        for target in plan.restart:
+            self.restart(target)
+
+    def restart(self, old: Node) -> None:
+        interval = old.interval
+        at = None
+        if old.state is NodeState.DEAD:
+            # Only unexpected deaths back off (Monogon: "not when it got canceled").
+            delay, interval = self.backoff.next(interval, self.rng)
+            at = trio.current_time() + delay
+            _log.info("restarting %s in %.3f s (backoff)", old.dn(), delay)
+        else:
+            _log.info("restarting %s (was %s)", old.dn(), old.state.name)
+        new = tree.replacement(old)
+        new.interval = interval
+        if new.parent is None:
+            self.root = new
+        self.spawn(new, at)
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the tree and make `supervise` raise `exc` (the first one wins)."""
+        self.stopping = True
+        if self.failure is None:
+            self.failure = exc
+        self.nursery.cancel_scope.cancel()
+
+    def settled_changed(self) -> None:
+        event = self.settle_event
+        if event is not None:
+            self.settle_event = None
+            event.set()
+
+
+class Handle:
+    """A running tree, as seen from outside: the value `supervise` passes to `started()`."""
+
+    __slots__ = ("_runtime",)
+
+    def __init__(self, runtime: _Runtime) -> None:
+        self._runtime = runtime
+
+    def states(self) -> dict[str, NodeState]:
+        """A snapshot `{dn: state}` of every node in the tree now, depth first.
+
+        A node waiting out a backoff shows the state it died in (DEAD) until it starts again.
+        """
+        return {node.dn(): node.state for node in self._runtime.root.walk()}
+
+    def live(self) -> list[str]:
+        """Sorted dns of the nodes that have a task (running, or waiting out a backoff)."""
+        return sorted(node.dn() for node in self._runtime.root.walk() if node.running)
+
+    def subscribe(self, observer: Observer) -> None:
+        """Call `observer` at every state change from now on (see `supervisor.observe`)."""
+        self._runtime.observers.append(observer)
+
+    def unsubscribe(self, observer: Observer) -> None:
+        """Stop calling `observer`. Raises ValueError if it was not subscribed."""
+        self._runtime.observers.remove(observer)
+
+    async def wait_settled(self) -> None:
+        """Wait until the tree is *settled*.
+
+        Settled means all three of:
+        - no restart is owed: no node in the tree is DEAD or CANCELED, or DONE and cancelled
+          by the tree (a node that wants a restart stays in the tree until its whole subtree
+          has exited and it is replaced);
+        - no node is waiting to start: no restart waiting out its backoff, no declared child
+          whose task has not run yet;
+        - every task in this Trio run is blocked (`trio.testing.wait_all_tasks_blocked`).
+        From a settled state nothing in the tree changes until something outside it acts (a
+        test pokes a runnable, a socket becomes readable) or the clock reaches a deadline a
+        runnable set itself. Once the tree is stopping (shutdown, a propagated exception),
+        nothing is owed any more and only the last condition applies.
+
+        Meant for tests on a `MockClock` (with autojump, backoffs and cleanups elapse at once);
+        it replaces Monogon's `waitSettle` (50 idle GC cycles) without its timing guess. A
+        runnable that never finishes its cleanup keeps the tree unsettled, as it should.
+        """
+        runtime = self._runtime
+        while True:
+            await trio.testing.wait_all_tasks_blocked()
+            if runtime.stopping or not any(
+                node.pending or tree.wants_restart(node) for node in runtime.root.walk()
+            ):
+                return
+            if runtime.settle_event is None:
+                runtime.settle_event = trio.Event()
+            await runtime.settle_event.wait()
+
+
+async def supervise(
+    root_fn: Runnable,
+    *,
+    propagate_exceptions: bool = False,
+    backoff: Backoff = Backoff(),  # noqa: B008 (frozen, immutable)
+    rng: random.Random | None = None,
+    observers: Iterable[Observer] = (),
+    task_status: trio.TaskStatus[Handle] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a supervision tree with `root_fn` as its root runnable, until cancelled.
+
+    Args:
+        root_fn: the root runnable (`async def fn() -> None`), named `root`.
+        propagate_exceptions: if True, the first exception a runnable raises stops the tree and
+            is re-raised here, instead of being a death and a restart (for tests).
+        backoff: the restart backoff policy for DEAD nodes.
+        rng: the jitter source for the backoff (default: a fresh `random.Random()`).
+        observers: callbacks for every state change (see `supervisor.observe`).
+        task_status: for `nursery.start`; `started()` receives the tree's `Handle`.
+
+    Returns:
+        Never on its own: the tree runs until the caller cancels it; then every node is
+        cancelled (no restarts) and `supervise` returns once all have exited.
+
+    Raises:
+        BaseException: with `propagate_exceptions`, a runnable's exception; and always a
+            `KeyboardInterrupt`, `SystemExit` or other non-`Exception` a runnable raised.
+
+    All nodes are tasks of one flat nursery (not nested nurseries): a runnable may return DONE
+    while its children keep running, which a nursery per node would not allow without
+    keeping a task around for it.
+    """
+    async with trio.open_nursery() as nursery:
+        runtime = _Runtime(
+            root_fn,
+            nursery,
+            propagate=propagate_exceptions,
+            backoff=backoff,
+            rng=rng if rng is not None else random.Random(),
+            observers=list(observers),
+        )
+        runtime.spawn(runtime.root, None)
+        task_status.started(Handle(runtime))
+        await trio.sleep_forever()
+    # Only reached when the runtime cancelled its own nursery: a failure to propagate.
+    assert runtime.failure is not None
+    failure, runtime.failure = runtime.failure, None
+    raise failure
+
+
+# -- the module functions, acting on the calling runnable's node ---------------------------------
+
+
+def _node() -> Node:
+    node = _current.get(None)
+    if node is None:
+        raise RuntimeError("not called from a supervised runnable")
+    return node
+
+
+def run(name: str, fn: Runnable) -> None:
+    """Declare a child runnable in a group of its own (one-for-one).
+
+    Args:
+        name: the child's name, `^[a-z0-9_]{1,64}$`, unique among children and sub-loggers.
+        fn: the child's runnable.
+
+    Raises:
+        RuntimeError: not called from a runnable, or the caller is no longer NEW.
+        ValueError: the name is invalid or taken.
+    """
+    run_group({name: fn})
+
+
+def run_group(runnables: Mapping[str, Runnable]) -> None:
+    """Declare children that live and die together: when one dies, the others are cancelled.
+
+    Args:
+        runnables: name to runnable; names as for `run`.
+
+    Raises:
+        RuntimeError: not called from a runnable, or the caller is no longer NEW.
+        ValueError: a name is invalid or taken (nothing is started then).
+
+    The children start at the caller's next checkpoint; they are the caller's for the life of
+    this incarnation, and declared again by the function when the caller restarts.
+    """
+    node = _node()
+    runtime = _runtime.get()
+    for child in tree.declare(node, runnables):
+        runtime.spawn(child, None)
+
+
+def signal(which: Signal) -> None:
+    """Tell the supervisor about the calling runnable: `Signal.HEALTHY` or `Signal.DONE`.
+
+    Raises:
+        RuntimeError: not from a runnable, HEALTHY other than from NEW, DONE other than from
+            HEALTHY. Uncaught, it kills the runnable (a death, restarted after a backoff).
+    """
+    node = _node()
+    change = tree.apply_signal(node, which)
+    if change is not None:
+        runtime = _runtime.get()
+        if runtime.observers:
+            runtime.emit(node, *change)
+
+
+def logger() -> logging.Logger:
+    """The calling runnable's logger, named by its dn (`root.net.dhcp`).
+
+    The root node's logger is therefore the stdlib root logger (`logging.getLogger("root")`),
+    and every node's records propagate up the tree to it. Loggers are created on first use.
+    """
+    return logging.getLogger(_node().dn())
+
+
+def sub_logger(name: str) -> logging.Logger:
+    """A child logger `<dn>.<name>` for a part of the calling runnable.
+
+    Raises:
+        RuntimeError: not called from a runnable.
+        ValueError: the name is invalid or a child runnable's; once taken, no child may use it.
+    """
+    node = _node()
+    tree.reserve(node, name)
+    return logging.getLogger(f"{node.dn()}.{name}")
+
+
+def dn() -> str:
+    """The calling runnable's dotted name, e.g. `root.net.dhcp`."""
+    return _node().dn()

@@ -1,0 +1,69 @@
+"""Names, node states and signals of the supervision tree.
+
+This module owns the vocabulary shared by the pure policy and the Trio runtime: the
+`NodeState` of a runnable, the `Signal` a runnable sends about itself, and the naming rule for
+children and sub-loggers. It has no behaviour beyond validation.
+
+Invariants:
+- A node name matches `^[a-z0-9_]{1,64}$` as a whole (Monogon's `reNodeName` was unanchored and
+  accepted `Foo.bar` because it contained `oo`; we use `fullmatch`).
+- A node's distinguished name (dn) is the dotted path of names from `root`: `root.net.dhcp`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+__all__ = ["ROOT_NAME", "NodeState", "Signal", "validate_name"]
+
+#: The name of the root node, and so the first component of every dn.
+ROOT_NAME = "root"
+
+_NAME_RE = re.compile(r"[a-z0-9_]{1,64}")
+
+
+class NodeState(enum.Enum):
+    """The state of a runnable, and so of the tree node that runs it.
+
+    NEW and HEALTHY are live states (the runnable's function is running); DEAD, DONE and
+    CANCELED are the classification of an exit.
+    """
+
+    #: Started (its function is running) but has not signalled anything yet.
+    NEW = "new"
+    #: Signalled `Signal.HEALTHY`: set up, children declared, now serving.
+    HEALTHY = "healthy"
+    #: Raised, or returned without signalling `Signal.DONE`; restarted after a backoff.
+    DEAD = "dead"
+    #: Signalled `Signal.DONE` and then returned cleanly; restarted only if its group dies.
+    DONE = "done"
+    #: Left because the tree cancelled it (its group, an ancestor died, or shutdown).
+    CANCELED = "canceled"
+
+    @property
+    def live(self) -> bool:
+        """True for states in which the runnable's function is running."""
+        return self is NodeState.NEW or self is NodeState.HEALTHY
+
+
+class Signal(enum.Enum):
+    """What a runnable tells the supervisor about itself (`supervisor.signal`)."""
+
+    #: Done with setup and with declaring children; now serving. Allowed from NEW only.
+    HEALTHY = "healthy"
+    #: Nothing more to do: the next clean return is DONE, not DEAD. Allowed from HEALTHY only.
+    DONE = "done"
+
+
+def validate_name(name: str) -> None:
+    """Check a child or sub-logger name.
+
+    Args:
+        name: the name to check.
+
+    Raises:
+        ValueError: the name does not match `^[a-z0-9_]{1,64}$` as a whole.
+    """
+    if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
+        raise ValueError(f"invalid runnable name {name!r}: must match ^[a-z0-9_]{{1,64}}$")
