@@ -1,6 +1,38 @@
 """dhcp4c: a DHCPv4 client (RFC 2131) for Linux, built on a small Trio supervisor.
 
-Architecture (filled in as the parts land).
+Architecture. `message`/`options` (declared in `wire` with construct) are the codec: bytes to an
+immutable `Message` and back, losslessly, raising only `MessageError`. `machine` is the client's
+protocol as a pure state machine (RFC 2131 §4.4): inputs carry `now`, outputs are `Send` commands
+and lease events; `lease` turns an accepted DHCPACK into a sanitised `Lease`. `client` is the thin
+Trio shell (one restartable supervisor runnable per interface): it feeds datagrams from the
+`transport` package (AF_PACKET with a BPF filter while unconfigured, UDP once bound) and timers
+into the machine, carries its actions out, awaits the lease callback (`netconfig`, pyroute2) and
+publishes events to observers (`observe`). `leasefile` keeps leases across restarts, `cli` is
+the `dhcp4c` command and `testing` holds the in-process server, the in-memory network with fault
+injection and the network-namespace helpers used by the tests, the demo and the benchmarks.
+
+Deliberate deviations from the RFCs:
+
+- No 1-10 s random wait before the first DISCOVER (RFC 2131 §4.4.1); rediscovery after a NAK,
+  a DECLINE or an unanswered REQUEST waits an exponential backoff instead (a NAK storm stays a
+  trickle).
+- The first OFFER wins; offers are not collected (§4.4.1 allows either).
+- A lease counts from the latest transmission of the exchange that won it, not the first
+  (as systemd-networkd does); the error is at most one retransmission interval.
+- A REQUEST in REQUESTING repeats the DISCOVER's `secs`; in REBINDING a NAK from any server
+  counts.
+- Server T1/T2 are used only when 0 < T1 < T2 < lease, otherwise 0.5/0.875 with ±2 % fuzz; leases
+  over 2^31-1 s (including "infinite") are capped there.
+- Link down while bound → INIT-REBOOT on link up (§3.2); an unanswered INIT-REBOOT keeps the
+  unexpired lease.
+- The broadcast flag is set only while ciaddr is 0; a NAK in SELECTING and an ACK there without
+  option 80 (RFC 4039) are dropped; option 108 (RFC 8925) is not requested.
+- Client identifier: RFC 4361 DUID-LL + IAID by default.
+- Codec: a message without END is accepted (as tshark, scapy, dpkt and real servers do); trailing
+  NULs of text options are dropped; option 121 destination bits past the prefix are ignored; a
+  wrong-length fixed-size option or broken option 82/124/125 framing rejects the whole message;
+  option 52 is read only from the options area (RFC 2131 §4.1); `op` is not validated by the codec
+  (the machine drops anything but BOOTREPLY).
 """
 
 from __future__ import annotations
@@ -28,10 +60,11 @@ _EXPORTS: dict[str, str] = {
     "LeaseLost": "dhcp4c.machine",
     "InvalidTransition": "dhcp4c.machine",
     "Client": "dhcp4c.client",
+    "LeaseEvent": "dhcp4c.observe",
+    "LeaseEventKind": "dhcp4c.observe",
 }
 
 if TYPE_CHECKING:
-    from dhcp4c.message import Message, MessageError, MessageType
     from dhcp4c.client import Client
     from dhcp4c.lease import Lease, Route
     from dhcp4c.machine import (
@@ -45,9 +78,31 @@ if TYPE_CHECKING:
         Send,
         State,
     )
+    from dhcp4c.message import Message, MessageError, MessageType
+    from dhcp4c.observe import LeaseEvent, LeaseEventKind
     from dhcp4c.options import OptionCode, Options
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Client",
+    "InvalidTransition",
+    "Lease",
+    "LeaseBound",
+    "LeaseChanged",
+    "LeaseEvent",
+    "LeaseEventKind",
+    "LeaseLost",
+    "LeaseRenewed",
+    "Machine",
+    "MachineConfig",
+    "Message",
+    "MessageError",
+    "MessageType",
+    "OptionCode",
+    "Options",
+    "Route",
+    "Send",
+    "State",
+]
 
 
 def __getattr__(name: str) -> Any:

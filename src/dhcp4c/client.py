@@ -13,8 +13,9 @@ only move payloads into that loop's channel.
 Invariants:
 
 - Sockets (RFC 2131 §4.1): a `BroadcastTransport` (AF_PACKET, from 0.0.0.0) while the client has
-  no usable address (SELECTING, REQUESTING, REBOOTING); a `UnicastTransport` bound to the leased
-  address in RENEWING and REBINDING (its broadcasts go out from ciaddr, §4.4.5); none in INIT,
+  no usable address (SELECTING, REQUESTING, REBOOTING); a `UnicastTransport` (a UDP socket on
+  port 68 of the interface, sending from the leased address) in RENEWING and REBINDING (its
+  broadcasts go out from ciaddr, §4.4.5); none in INIT,
   BOUND and INIT-REBOOT. A message with ciaddr goes out over the unicast transport, one without
   over the broadcast one (DECLINE, RELEASE are sent with a transport opened for them). A
   transport stays open for as long as its state lasts, across retransmissions, and every
@@ -39,11 +40,12 @@ Invariants:
   expiry when it is past it on either clock.
 
 Trade-offs: the loop awaits the callback and sends inline, so a slow callback delays the
-machine's timers (a lease is never relied on before the callback returns); the unicast socket,
-bound to the leased address, does not see the broadcast DHCPNAK a server answers a renewal with
-(RFC 2131 §4.1 "always broadcast"), which then costs the rest of the renewal time instead of a
-prompt rediscovery; when the address is not configured on the interface (no callback that
-configures it) the unicast socket cannot be bound and the packet socket carries the renewal.
+machine's timers (a lease is never relied on before the callback returns). The UDP socket listens
+on the wildcard address of the interface rather than on the leased address (see
+`default_transport`: NAKs are broadcast), so during a renewal it also sees other clients'
+broadcast replies, which are dropped as `wrong-xid`. When the leased address is not configured on
+the interface (no callback that configures it) the packet socket carries the renewal instead;
+the server's unicast answer to ciaddr may then never arrive, and the lease ends at its expiry.
 """
 
 from __future__ import annotations
@@ -143,10 +145,25 @@ def interface_info(interface: str) -> tuple[bytes, int]:
 
 
 def default_transport(interface: str, address: IPv4Address | None) -> Transport:
-    """The real transports: AF_PACKET for broadcast, a UDP socket bound to `address` otherwise."""
+    """The real transports: AF_PACKET for broadcast, a UDP socket on port 68 otherwise.
+
+    The UDP socket is bound to the wildcard address on `interface` (SO_BINDTODEVICE), not to
+    `address`: servers broadcast every DHCPNAK (RFC 2131 §4.1 "in all cases, when giaddr is
+    zero, the server broadcasts any DHCPNAK"), and a socket bound to the leased address would
+    never see a NAK of a renewal (dhclient listens on 0.0.0.0:68 for the same reason). The
+    kernel still sends from the leased address, the interface's address towards the server.
+
+    Raises:
+        OSError: cannot open the socket; EADDRNOTAVAIL when `address` is not configured on
+            this host (nothing configured the lease), so that the client falls back to the
+            packet socket.
+    """
     if address is None:
         return BroadcastTransport(interface)
-    return UnicastTransport(interface, address)
+    # Only a local address can be the source of a renewal: probe it without taking port 68.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((str(address), 0))
+    return UnicastTransport(interface, _UNSPECIFIED)
 
 
 def _shift(lease: Lease | None, offset: float) -> Lease | None:
@@ -268,6 +285,7 @@ class Client:
         self._log = _log
         # Suspend detection: (trio time, boot time) at the first run, and the suspended total.
         self._reference: tuple[float, float] | None = None
+        self._reference_clock: object = None
         self._skew = 0.0
         self._clock: Callable[[], float] = time.monotonic
         self._signalled = False
@@ -424,8 +442,11 @@ class Client:
                     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
         self._clock = boottime
-        if self._reference is None:
-            self._reference = (trio.current_time(), boottime())
+        clock = trio.lowlevel.current_clock()
+        if self._reference is None or self._reference_clock is not clock:
+            # The first run, or a run under another `trio.run` (another Trio clock).
+            self._reference = (trio.current_time() + self._skew, boottime())
+            self._reference_clock = clock
 
     def _now(self) -> float:
         """The machine's clock: the Trio clock plus the suspend time detected so far."""

@@ -252,7 +252,6 @@ async def test_failing_callback_ends_run_and_restart_resumes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with network() as n:
-
         failures = [ValueError("netlink said no")]
 
         async def broken(old: Lease | None, new: Lease | None) -> None:

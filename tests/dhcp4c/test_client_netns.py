@@ -81,7 +81,7 @@ def client_for(end: netns.Interface, **config: Any) -> Client:
 
 def addresses(end: netns.Interface) -> list[str]:
     info = json.loads(end.namespace.ip("-j", "-4", "addr", "show", "dev", end.name))
-    return [f"{a['local']}/{a['prefixlen']}" for a in info[0]["addr_info"]]
+    return [f"{a['local']}/{a['prefixlen']}" for link in info for a in link.get("addr_info", ())]
 
 
 def test_interface_info_reads_the_namespace_of_the_thread(
@@ -156,3 +156,55 @@ async def test_restart_reuses_the_lease_by_init_reboot(
     assert core.stats.exchanges[Exchange.SELECTING] == 1
     assert core.stats.exchanges[Exchange.INIT_REBOOT] == 1
     assert client.stats.runs == 2
+
+
+async def test_nak_of_a_renewal_is_heard(link: tuple[netns.Interface, netns.Interface]) -> None:
+    client_end, server_end = link
+    core = server_core()
+    client = client_for(
+        client_end,
+        callback=netconfig.address_callback(client_end.name, netns=client_end.namespace.name),
+    )
+    events = client.subscribe()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: serve_udp(
+                core, server_end.name, namespace=server_end.namespace, task_status=task_status
+            )
+        )
+        nursery.start_soon(client.run)
+        with trio.fail_after(10):
+            assert (await events.receive()).kind is LeaseEventKind.BOUND
+            core.force_nak = True
+            # RFC 2131 §4.1: the NAK is broadcast; the renewal's UDP socket must still hear it.
+            lost = await events.receive()
+        assert (lost.kind, lost.reason) == (LeaseEventKind.LOST, "nak")
+        assert core.stats.exchanges[Exchange.RENEWING] == 1
+        assert addresses(client_end) == []  # the callback removed it
+        nursery.cancel_scope.cancel()
+
+
+async def test_unconfigured_address_falls_back_to_the_packet_socket(
+    link: tuple[netns.Interface, netns.Interface],
+) -> None:
+    client_end, server_end = link
+    core = server_core()
+    client = client_for(client_end)  # no callback: nothing configures the address
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: serve_udp(
+                core, server_end.name, namespace=server_end.namespace, task_status=task_status
+            )
+        )
+        nursery.start_soon(client.run)
+        with trio.fail_after(10):
+            await client.wait_bound()
+            # T2 = 4 s: the REBINDING broadcast goes out of the packet socket. (The RENEWING
+            # unicast from 0.0.0.0 before it is a martian to the server's kernel, and the
+            # server's answers to ciaddr cannot arrive while nobody owns the address: without
+            # a callback that configures it, a lease ends at its expiry.)
+            while core.stats.exchanges[Exchange.REBINDING] == 0:
+                await trio.sleep(0.05)
+        assert client.stats.errors["unicast-open"] >= 1
+        assert client.stats.errors["send"] == 0
+        nursery.cancel_scope.cancel()

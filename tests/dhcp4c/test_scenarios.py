@@ -23,7 +23,7 @@ from dhcp4c.client import Client
 from dhcp4c.lease import Lease
 from dhcp4c.message import Message, MessageType
 from dhcp4c.observe import LeaseEvent, LeaseEventKind
-from dhcp4c.options import OptionCode
+from dhcp4c.options import OptionCode, Options
 from dhcp4c.testing.server import (
     Exchange,
     ServerConfig,
@@ -421,7 +421,7 @@ def previous_lease(address: str, server: str = "192.0.2.1", *, at: float = -100)
         search=(),
         mtu=None,
         routes=(),
-        options={},  # type: ignore[arg-type]
+        options=Options(),
     )
 
 
@@ -542,3 +542,18 @@ async def test_option_values_reach_the_wire(autojump_clock: trio.testing.MockClo
         assert message.options.client_identifier == b"\x01" + HW
         assert message.flags & 0x8000
         assert message.options.max_message_size == 1500
+
+
+async def test_renewal_with_new_configuration_is_a_change(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with rig(short()) as r:
+        r.start()
+        first = await r.client.wait_bound()
+        r.core.reconfigure(short(dns_servers=(IPv4Address("192.0.2.53"),)))
+        await r.until(2)
+        changed_at, changed = r.events[1]
+        assert (changed_at, changed.kind, changed.old) == (500, CHANGED, first)
+        assert changed.lease is not None
+        assert changed.lease.dns_servers == (IPv4Address("192.0.2.53"),)
+        assert r.calls[-1] == (500, first, changed.lease)
