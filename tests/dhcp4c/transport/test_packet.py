@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from ipaddress import IPv4Address
 
 import pytest
@@ -190,21 +189,25 @@ def test_close_outside_trio(link: Link) -> None:
     assert open_fds() == before
 
 
-def test_opening_is_cheap(link: Link) -> None:
-    # Issue #4: protocol 0 then bind(ETH_P_IP) opens in ~0.05 ms; htons(ETH_P_IP) at creation
-    # costs a kernel RCU grace period (8-24 ms). The bound is loose; the difference is 100x.
-    # One setns for all: switching namespaces costs milliseconds itself.
-    transports: list[BroadcastTransport] = []
-    try:
-        with link[0].namespace.entered():
-            start = time.perf_counter()
-            for _ in range(20):
-                transports.append(BroadcastTransport(link[0].name))
-            elapsed = time.perf_counter() - start
-    finally:
-        for transport in transports:
-            transport.close()
-    assert elapsed / 20 < 0.004
+def test_socket_is_created_with_protocol_0_then_bound(
+    link: Link, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue #4: an AF_PACKET socket created with htons(ETH_P_IP) registers a protocol hook at
+    # creation and costs a kernel RCU grace period (8-24 ms) to open and to close; created with
+    # protocol 0 and then bound to ETH_P_IP it opens in ~0.05 ms. The speed is measured in
+    # bench/, not here: this checks the cheap way is the one taken.
+    created: list[tuple[int, int, int]] = []
+
+    class RecordingSocket(socket.socket):
+        def __init__(self, family: int = -1, type: int = -1, proto: int = -1) -> None:
+            created.append((family, type, proto))
+            super().__init__(family, type, proto)
+
+    monkeypatch.setattr(socket, "socket", RecordingSocket)
+    with open_transport(link) as transport:
+        name = transport._stdlib_socket.getsockname()
+    assert created == [(socket.AF_PACKET, socket.SOCK_DGRAM, 0)]
+    assert name[1] == ETH_P_IP
 
 
 def test_socket_is_bound_to_ip_on_the_interface(link: Link) -> None:
