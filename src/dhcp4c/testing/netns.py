@@ -14,6 +14,11 @@ Invariants:
 - Every namespace created is removed: by `Topology.close()` (called from `__exit__`, so also on an
   exception or KeyboardInterrupt), and, should that be skipped, by an `atexit` safety net.
   Deleting a namespace destroys the veth ends inside it, and with them their peers.
+- Host files are never written through a namespace: each namespace gets an empty
+  `/etc/netns/NAME/resolv.conf`, which `ip netns exec` bind-mounts over `/etc/resolv.conf` for
+  the programs it starts. Peer DHCP clients' hook scripts (udhcpc's `default.script`,
+  dhclient-script, dhcpcd's hooks) write `/etc/resolv.conf`; without this they would rewrite the
+  host's resolver configuration (this happened once while benchmarking: it cut the host off DNS).
 - `Namespace.entered()` switches only the calling thread (setns(2)) and always switches back.
   Sockets created inside stay in that namespace for their whole life.
 
@@ -52,6 +57,7 @@ __all__ = [
 
 _CLONE_NEWNET = 0x40000000
 _NETNS_DIR = "/run/netns"
+_ETC_NETNS_DIR = "/etc/netns"
 _counter = itertools.count()
 _lock = threading.Lock()
 _live: set[str] = set()  # namespaces created by this process and not removed yet
@@ -89,6 +95,7 @@ def _delete(name: str) -> None:
         _live.discard(name)
     with contextlib.suppress(NetnsError):
         _ip("netns", "delete", name)
+    shutil.rmtree(os.path.join(_ETC_NETNS_DIR, name), ignore_errors=True)
 
 
 @atexit.register
@@ -229,6 +236,11 @@ class Topology:
             _live.add(name)
         try:
             _ip("netns", "add", name)
+            # `ip netns exec` bind-mounts these over /etc: see the module's invariants.
+            etc = os.path.join(_ETC_NETNS_DIR, name)
+            os.makedirs(etc, exist_ok=True)
+            with open(os.path.join(etc, "resolv.conf"), "w"):
+                pass
         except BaseException:
             _delete(name)
             raise

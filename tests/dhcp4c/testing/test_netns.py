@@ -126,6 +126,22 @@ def test_sockets_stay_in_their_namespace(topology: netns.Topology) -> None:
     assert end_a.name not in host_links()
 
 
+def test_programs_run_inside_cannot_rewrite_the_host_resolv_conf(needs_netns: None) -> None:
+    # Peer DHCP clients' hook scripts write /etc/resolv.conf (udhcpc's default.script did, once,
+    # and cut this host off DNS): inside our namespaces that path is a private, empty file.
+    with open("/etc/resolv.conf", "rb") as file:
+        before = file.read()
+    with netns.Topology("rtest") as topo:
+        ns = topo.namespace()
+        ns.run(["sh", "-c", "echo 'nameserver 198.51.100.9' > /etc/resolv.conf"])
+        assert ns.run(["cat", "/etc/resolv.conf"]) == "nameserver 198.51.100.9\n"
+        private = f"/etc/netns/{ns.name}"
+        assert os.path.isdir(private)
+    with open("/etc/resolv.conf", "rb") as file:
+        assert file.read() == before
+    assert not os.path.exists(private)
+
+
 def test_prefix_must_not_contain_separator() -> None:
     with pytest.raises(ValueError):
         netns.Topology("bad-prefix")
