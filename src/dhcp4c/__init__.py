@@ -7,7 +7,8 @@ and lease events; `lease` turns an accepted DHCPACK into a sanitised `Lease`. `c
 Trio shell (one restartable supervisor runnable per interface): it feeds datagrams from the
 `transport` package (AF_PACKET with a BPF filter while unconfigured, UDP once bound) and timers
 into the machine, carries its actions out, awaits the lease callback (`netconfig`, pyroute2) and
-publishes events to observers (`observe`). `leasefile` keeps leases across restarts, `cli` is
+publishes events to observers (`observe`); `linkwatch` follows the link over netlink (carrier,
+hardware address, removal) and drives the client accordingly. `leasefile` keeps leases across restarts, `cli` is
 the `dhcp4c` command and `testing` holds the in-process server, the in-memory network with fault
 injection and the network-namespace helpers used by the tests, the demo and the benchmarks.
 
@@ -28,6 +29,8 @@ Deliberate deviations from the RFCs:
 - The broadcast flag is set only while ciaddr is 0; a NAK in SELECTING and an ACK there without
   option 80 (RFC 4039) are dropped; option 108 (RFC 8925) is not requested.
 - Client identifier: RFC 4361 DUID-LL + IAID by default.
+- A hardware address change drops the lease (lost, reason `hwaddr-changed`) and discovers anew
+  from the new address; an interface that disappears ends its client (lost, `interface-gone`).
 - Codec: a message without END is accepted (as tshark, scapy, dpkt and real servers do); trailing
   NULs of text options are dropped; option 121 destination bits past the prefix are ignored; a
   wrong-length fixed-size option or broken option 82/124/125 framing rejects the whole message;

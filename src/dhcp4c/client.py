@@ -291,6 +291,8 @@ class Client:
         self._signalled = False
         self._transports: dict[IPv4Address | None, _Open] = {}
         self._machine_drops_seen: Counter[str] = Counter()
+        # The carrier as last reported by `set_carrier` (linkwatch); a run starts with it.
+        self._carrier = True
 
     # -- observers ----------------------------------------------------------------------------
 
@@ -361,6 +363,43 @@ class Client:
         with contextlib.suppress(trio.WouldBlock):
             self._wake.send_nowait(None)
 
+    # -- link changes (for dhcp4c.linkwatch) --------------------------------------------------
+
+    @property
+    def hwaddr(self) -> bytes | None:
+        """The hardware address in use: the configured one, else the last one read (or None)."""
+        return self._hwaddr if self._hwaddr is not None else self._last_hwaddr
+
+    def set_carrier(self, up: bool) -> None:
+        """Report the link's carrier, whether the client is running or not.
+
+        Remembered across runs: a run that starts while the carrier is down starts with the
+        link down (nothing is sent until the carrier comes back). While running, the same as
+        `link_up()` / `link_down()`.
+        """
+        self._carrier = up
+        if self._wake is not None:
+            (self.link_up if up else self.link_down)()
+
+    async def forget(self, reason: str, *, hwaddr: bytes | None = None) -> None:
+        """Between runs, drop the lease as lost and optionally change the hardware address.
+
+        Runs the callback with `(old, None)` and publishes a "lost" event with `reason` when a
+        lease is held, so nothing relies on an address the next run will not verify. With
+        `hwaddr`, the next run uses that address (a new client to the server: RFC 2131 §4.2
+        keys bindings by client identifier or chaddr).
+
+        Raises:
+            RuntimeError: while running.
+            Exception: whatever the lease callback raised.
+        """
+        if self._wake is not None:
+            raise RuntimeError(f"{self.interface}: cannot forget the lease while running")
+        if hwaddr is not None:
+            self._hwaddr = hwaddr
+        self._held = None
+        await self._apply(None, reason)
+
     # -- the runnable -------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -424,7 +463,7 @@ class Client:
         config.setdefault("max_message_size", MachineConfig.max_message_size_for_mtu(mtu))
         machine_config = MachineConfig(hwaddr=hwaddr, interface=self.interface, **config)
         self._setup_clocks()
-        machine = Machine(machine_config, rng=self._rng, lease=self._held)
+        machine = Machine(machine_config, rng=self._rng, lease=self._held, link_up=self._carrier)
         self._machine = machine
         self._machine_drops_seen = Counter()
         return machine
