@@ -60,7 +60,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network  # noqa: E402
+from ipaddress import IPv4Interface, IPv4Network  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from dhcp4c.testing.dnsmasq import Dnsmasq, DnsmasqConfig  # noqa: E402
@@ -298,6 +298,22 @@ def time_to_address(the_rig: Rig, peer: Peer) -> float | None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def time_to_exit(the_rig: Rig, argv: list[str]) -> float:
+    """Seconds from the start of `argv` (in the client namespace) to its exit: a cost floor."""
+    start = time.monotonic()
+    subprocess.run(the_rig.client.command(argv), env=_env(), check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - start
+
+
+#: Floors for (b): what starting Python and importing the big dependencies cost on their own.
+FLOORS = {
+    "python -S": "pass",
+    "+ import trio": "import trio",
+    "+ import pyroute2": "import pyroute2.iproute.linux",
+    "+ import trio, supervisor, client": "import trio, supervisor, dhcp4c.client",
+}
+
+
 def peak_rss_while_bound(the_rig: Rig, peer: Peer, hold: float = 1.0) -> int | None:
     """Peak RSS (VmHWM, KiB) of a Python peer's process while it holds its lease."""
     the_rig.reset()
@@ -450,11 +466,18 @@ def main() -> int:
         if "b" in args.parts:
             print("\n(b) the command: process start -> address on the interface")
             results: dict[str, list[float]] = {}
+            for peer in all_peers:  # untimed: fills the page cache and writes the .pyc files
+                time_to_address(the_rig, peer)
             for _round in range(args.reps):
                 for peer in all_peers:  # interleaved, so drifts hit every peer alike
                     value = time_to_address(the_rig, peer)
                     if value is not None:
                         results.setdefault(peer.name, []).append(value)
+            floors: dict[str, list[float]] = {}
+            for _round in range(args.reps):
+                for label, code in FLOORS.items():
+                    argv = [sys.executable, "-S", "-c", code]
+                    floors.setdefault(label, []).append(time_to_exit(the_rig, argv))
             reference = results.get("pyroute2")
             base = statistics.median(reference) if reference else None
             print(f"    {'client':<10} {'median':>11} {'min':>9} {'max':>9}  vs pyroute2")
@@ -465,6 +488,10 @@ def main() -> int:
                 high = f"{max(values) * 1000:7.1f}ms" if values else "      n/a"
                 print(f"    {peer.name:<10} {_ms(values)} {low} {high}  {ratio}")
             print("    target: dhcp4c <= 0.60x pyroute2")
+            print("    floors (start to exit, same way):")
+            for label, values in floors.items():
+                ratio = f"{statistics.median(values) / base:6.2f}x" if base else "   n/a"
+                print(f"    {label:<34} {_ms(values)}  {ratio}")
         if "c" in args.parts:
             print("\n(c) peak RSS while bound (VmHWM)")
             rss: dict[str, list[int]] = {}

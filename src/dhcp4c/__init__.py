@@ -8,9 +8,10 @@ Trio shell (one restartable supervisor runnable per interface): it feeds datagra
 `transport` package (AF_PACKET with a BPF filter while unconfigured, UDP once bound) and timers
 into the machine, carries its actions out, awaits the lease callback (`netconfig`, pyroute2) and
 publishes events to observers (`observe`); `linkwatch` follows the link over netlink (carrier,
-hardware address, removal) and drives the client accordingly. `leasefile` keeps leases across restarts, `cli` is
-the `dhcp4c` command and `testing` holds the in-process server, the in-memory network with fault
-injection and the network-namespace helpers used by the tests, the demo and the benchmarks.
+hardware address, removal) and drives the client accordingly. `leasefile` keeps leases across
+restarts, `cli` is the `dhcp4c` command and `testing` holds the in-process server, the in-memory
+network with fault injection and the network-namespace helpers used by the tests, the demo and
+the benchmarks.
 
 Deliberate deviations from the RFCs:
 

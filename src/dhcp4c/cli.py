@@ -10,8 +10,10 @@ signals and exit codes. The protocol is the client's (`dhcp4c.client`), the kern
 
 Start-up time is part of the product (a client at boot waits for nothing else), so the module
 imports only the standard library at the top, and trio, the client and pyroute2 only once the
-arguments are known to be good. pyroute2, the slowest, is imported in a worker thread that starts
-before the first DISCOVER is sent (`netconfig.prewarm`), so its import overlaps the exchange.
+arguments are known to be good. pyroute2, the slowest, is imported in a worker thread started
+with the client (`netconfig.prewarm`). The overlap buys little in practice: a rapid-commit
+exchange takes about a millisecond and imports are CPU-bound under the GIL, so the import still
+adds to the time to the address; `bench/lease.py` measures it (and the floors) side by side.
 
 Exit codes (also in `--help`):
     0  clean exit: a signal (SIGTERM/SIGINT) after a lease, or `--once` bound and configured
@@ -31,7 +33,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -83,6 +85,8 @@ _CAP_NET_BIND_SERVICE = 10
 _CAP_NET_ADMIN = 12
 _CAP_NET_RAW = 13
 _ARPHRD_ETHER = 1
+_SIOCGIFHWADDR = 0x8927
+_SIOCGIFMTU = 0x8921
 # IFNAMSIZ is 16 with the NUL; the kernel refuses "/", ":" and whitespace in names.
 _IFNAME = re.compile(r"[^/:\s\x00]{1,15}\Z")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2}[:-]?)+\Z")
@@ -130,7 +134,6 @@ class Settings:
     route_metric: int | None = None
     routes: bool = True
     mtu: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # -- argument parsing ------------------------------------------------------------------------
@@ -307,7 +310,7 @@ def parse(argv: Sequence[str]) -> Settings:
     timeout = args.timeout
     if timeout is None and args.once:
         timeout = _DEFAULT_ONCE_TIMEOUT
-    verbosity = -1 if args.quiet > args.verbose else min(args.verbose, 2)
+    verbosity = max(-1, min(args.verbose - args.quiet, 2))
     return Settings(
         interfaces=tuple(args.interfaces),
         configure=args.configure,
@@ -359,37 +362,39 @@ def check_privileges(settings: Settings) -> None:
 
 
 def inspect_interface(name: str) -> Interface:
-    """Look the interface up in this network namespace (sysfs, no netlink library needed).
+    """Look the interface up in this network namespace.
+
+    Two ioctls (SIOCGIFHWADDR, SIOCGIFMTU) on a throw-away socket, like `dhcp4c.client` does:
+    they answer for the calling thread's namespace, whereas /sys/class/net shows the namespace
+    sysfs was mounted in (`nsenter --net` does not remount it), and they need no netlink library.
 
     Raises:
         CommandError: code 4 when it does not exist or has no usable hardware address.
     """
+    import fcntl
     import socket
+    import struct
 
     try:
         index = socket.if_nametoindex(name)
     except OSError:
         raise CommandError(f"no interface named {name!r}", EXIT_INTERFACE) from None
-    base = Path("/sys/class/net") / name
+    ifreq = struct.pack("16s16x", name.encode())
     try:
-        kind = int((base / "type").read_text().strip())
-        text = (base / "address").read_text().strip()
-    except (OSError, ValueError):
-        raise CommandError(f"{name}: cannot read its hardware address", EXIT_INTERFACE) from None
-    try:
-        hwaddr = bytes.fromhex(text.replace(":", ""))
-    except ValueError:
-        hwaddr = b""
-    if kind != _ARPHRD_ETHER or len(hwaddr) != 6 or not any(hwaddr):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            raw = fcntl.ioctl(sock.fileno(), _SIOCGIFHWADDR, ifreq)
+            mtu_raw = fcntl.ioctl(sock.fileno(), _SIOCGIFMTU, ifreq)
+    except OSError as error:
+        raise CommandError(f"{name}: cannot read it: {error.strerror}", EXIT_INTERFACE) from None
+    kind = struct.unpack_from("=H", raw, 16)[0]
+    hwaddr = bytes(raw[18:24])
+    if kind != _ARPHRD_ETHER or not any(hwaddr):
         raise CommandError(
             f"{name}: not an Ethernet interface (link type {kind}), DHCP cannot run on it",
             EXIT_INTERFACE,
         )
-    try:
-        mtu: int | None = int((base / "mtu").read_text().strip())
-    except (OSError, ValueError):
-        mtu = None
-    return Interface(name, index, hwaddr, mtu)
+    mtu = int(struct.unpack_from("=i", mtu_raw, 16)[0])
+    return Interface(name, index, hwaddr, mtu if mtu > 0 else None)
 
 
 # -- lease events ------------------------------------------------------------------------------
@@ -426,12 +431,14 @@ def event_json(
     wall: float,
     old: Lease | None = None,
     reason: str | None = None,
+    missed: int = 0,
 ) -> str:
     """One lease event as one line of JSON.
 
     `t1`, `t2` and `expiry` are seconds from now (the lease's times are on a clock of this
     process only); `time` is the wall clock (Unix seconds). `old_address` for "changed",
-    `reason` for "lost".
+    `reason` for "lost", `missed` when earlier events were coalesced into this one (a reader
+    slower than the client; see `dhcp4c.observe`).
     """
     import json
 
@@ -441,19 +448,9 @@ def event_json(
         document["old_address"] = str(old.address)
     if reason is not None:
         document["reason"] = reason
+    if missed:
+        document["missed"] = missed
     return json.dumps(document, sort_keys=False)
-
-
-def describe(kind: str, lease: Lease, *, now: float, reason: str | None = None) -> str:
-    """One lease event as a human-readable phrase for the log."""
-    if kind == "lost":
-        return f"lost {lease.address} ({reason})"
-    routers = ", ".join(map(str, lease.routers)) or "none"
-    return (
-        f"{kind} {lease.address} from {lease.server_id}, router {routers}, "
-        f"renew in {max(0.0, lease.t1 - now):.0f} s, "
-        f"expires in {max(0.0, lease.expiry - now):.0f} s"
-    )
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -522,9 +519,7 @@ def _client(settings: Settings, interface: Interface) -> Client:
         if settings.resolv_conf is not None:
             extra.insert(0, netconfig.resolv_conf_callback(settings.resolv_conf, ifname=name))
         callback = netconfig.compose(*extra)
-    return Client(
-        name, hwaddr=hwaddr, mtu=interface.mtu, lease=lease, callback=callback, **config
-    )
+    return Client(name, hwaddr=hwaddr, mtu=interface.mtu, lease=lease, callback=callback, **config)
 
 
 def _logger() -> Any:
@@ -542,13 +537,14 @@ def run(settings: Settings, interfaces: Sequence[Interface]) -> int:
 
 async def _serve(settings: Settings, interfaces: tuple[Interface, ...]) -> int:
     import contextlib
+    import functools
     import math
     import signal
 
     import trio
 
     import supervisor
-    from dhcp4c import netconfig
+    from dhcp4c import linkwatch, netconfig
 
     if settings.configure:
         # pyroute2 takes ~100 ms to import: start now, in a thread, while the client sends its
@@ -561,7 +557,10 @@ async def _serve(settings: Settings, interfaces: tuple[Interface, ...]) -> int:
 
     async def root() -> None:
         for node, client in clients.items():
-            supervisor.run(node, client.run)
+            # The client and the watch of its link in one node (issue 6): carrier changes
+            # pause and resume it, a new MAC address starts it over, a vanished interface
+            # ends it (DONE) while the others go on.
+            supervisor.run(node, functools.partial(linkwatch.run_interface, client))
         supervisor.signal(supervisor.Signal.HEALTHY)
         supervisor.signal(supervisor.Signal.DONE)
 
@@ -634,6 +633,7 @@ def _print_event(interface: str, event: Any) -> None:
         wall=time.time(),
         old=event.old if kind == "changed" else None,
         reason=event.reason,
+        missed=event.missed,
     )
     print(line, flush=True)
 
@@ -664,6 +664,17 @@ def _setup_logging(verbosity: int) -> None:
         handler.addFilter(quiet_libraries)
 
 
+def only_interrupts(error: BaseException) -> bool:
+    """Whether `error` is a KeyboardInterrupt, or a (nested) exception group of nothing else.
+
+    Trio wraps what its tasks raise in exception groups, so a Ctrl-C may arrive wrapped.
+    """
+    inner = getattr(error, "exceptions", None)
+    if inner is not None:
+        return all(only_interrupts(exception) for exception in inner)
+    return isinstance(error, KeyboardInterrupt)
+
+
 def _fail(message: str, code: int) -> NoReturn:
     print(f"dhcp4c: error: {message}", file=sys.stderr)
     raise SystemExit(code)
@@ -687,9 +698,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(settings, interfaces)
     except CommandError as error:
         _fail(str(error), error.code)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as error:  # the last line of defence: one line, no traceback
-        if settings.verbosity >= 2:
+    except BaseException as error:  # the last line of defence: one line, no traceback
+        if only_interrupts(error):
+            return 130
+        if settings.verbosity >= 2 or not isinstance(error, Exception):
             raise
         _fail(f"{type(error).__name__}: {error}", EXIT_FAILURE)

@@ -107,7 +107,7 @@ def main(argv: Sequence[str]) -> int:
 
     reason = netns_available()
     if reason is not None:
-        print(f"dhcp4c demo: error: {reason}", file=sys.stderr)
+        print(f"dhcp4c demo: error: cannot create network namespaces: {reason}", file=sys.stderr)
         return 5
     import tempfile
 
@@ -121,12 +121,19 @@ def main(argv: Sequence[str]) -> int:
                 return trio.run(_demo, settings, topo, Path(tmp))
             finally:
                 _say("cleaning up: stopping the server, removing the namespaces")
-    except KeyboardInterrupt:
-        _say("interrupted; everything was removed")
-        return 130
-    except (NetnsError, OSError, RuntimeError) as error:
-        print(f"dhcp4c demo: error: {error}", file=sys.stderr)
-        return 1
+    except BaseException as error:
+        from dhcp4c.cli import only_interrupts
+
+        if only_interrupts(error):
+            _say("interrupted; everything was removed")
+            return 130
+        leaf = error
+        while len(getattr(leaf, "exceptions", ())) == 1:  # Trio's single-error groups
+            leaf = leaf.exceptions[0]  # type: ignore[attr-defined]
+        if isinstance(leaf, (NetnsError, OSError, RuntimeError)):
+            print(f"dhcp4c demo: error: {leaf}", file=sys.stderr)
+            return 1
+        raise
 
 
 async def _demo(settings: DemoSettings, topo: Any, tmp: Path) -> int:
@@ -187,9 +194,11 @@ async def _demo(settings: DemoSettings, topo: Any, tmp: Path) -> int:
                     t2=t2,
                 )
             )
-            await nursery.start(lambda task_status: serve_udp(
-                core, _SERVER_IF, namespace=server_ns, task_status=task_status
-            ))
+            await nursery.start(
+                lambda task_status: serve_udp(
+                    core, _SERVER_IF, namespace=server_ns, task_status=task_status
+                )
+            )
             _say(
                 f"server: the in-process test server, pool 192.0.2.100-192.0.2.199, "
                 f"lease {lease_time} s, T1 {t1} s, T2 {t2} s"

@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import cast
 
 import trio
-import trio.testing
 
 from supervisor import tree
 from supervisor.backoff import Backoff
@@ -299,6 +298,10 @@ class Handle:
         """
         runtime = self._runtime
         while True:
+            # Imported here, not at the top: trio.testing costs ~60 ms and ~10 MB at start-up,
+            # and only tests and benchmarks ever wait for the tree to settle.
+            import trio.testing
+
             await trio.testing.wait_all_tasks_blocked()
             if runtime.stopping or not any(
                 node.pending or tree.wants_restart(node) for node in runtime.root.walk()

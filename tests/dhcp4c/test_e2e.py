@@ -695,6 +695,94 @@ def test_builtin_server_nak_rediscovers(net: Net) -> None:
         assert command.signal(signal.SIGTERM) == 0
 
 
+def test_hostile_names_never_reach_resolv_conf(net: Net) -> None:
+    # CVE-2018-1111 / CVE-2011-0997: option 15 with a newline or a `;` must not add lines to a
+    # resolv.conf (nor run anything); the JSON output stays one object per line.
+    resolv = net.tmp / "resolv.conf"
+    evil = "evil.example\nnameserver 6.6.6.6; touch /tmp/pwned"
+    with BuiltinServer(net, lease_time=60, domain_name=evil, search=("good.example",)):
+        result = run_command(
+            net, "--once", "--json", "--resolv-conf", str(resolv), "--timeout", "20", CLIENT_IF
+        )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    json.loads(lines[0])
+    text = resolv.read_text()
+    assert "6.6.6.6" not in text and "evil" not in text and "pwned" not in text
+    assert f"nameserver {SERVER.ip}" in text
+    assert "good.example" in text
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_two_interfaces_under_one_process(net: Net, needs_dnsmasq: None) -> None:
+    second_client, _second_server = net.topo.veth(
+        net.client,
+        net.server,
+        name_a="e2e1",
+        name_b="e2e1s",
+        address_b=IPv4Interface("10.78.0.1/24"),
+    )
+    _wait_carrier(net.client, "e2e1")
+    extra = (
+        "--interface=e2e1s",
+        "--dhcp-range=set:second,10.78.0.100,10.78.0.199,255.255.255.0,120",
+        "--dhcp-option=tag:second,option:router,10.78.0.1",
+    )
+    with dnsmasq(net, extra_args=extra):
+        result = run_command(net, "--once", "--json", "--timeout", "20", CLIENT_IF, "e2e1")
+        assert result.returncode == 0, result.stderr
+        events = {e["interface"]: e for e in map(json.loads, result.stdout.splitlines())}
+        assert set(events) == {CLIENT_IF, "e2e1"}
+        assert IPv4Interface(events["e2e1"]["address"]) in IPv4Network("10.78.0.0/24")
+        assert_configured(net, events[CLIENT_IF]["address"])
+        routes = json.loads(net.client.ip("-j", "-4", "route", "show", "proto", "dhcp"))
+        metrics = {r["dev"]: r.get("metric") for r in routes if r["dst"] == "default"}
+        # Both default routes, each with its own metric (1000 + ifindex): neither replaced.
+        assert set(metrics) == {CLIENT_IF, "e2e1"}, (routes, result.stderr)
+        assert len(set(metrics.values())) == 2
+    assert second_client.name == "e2e1"
+
+
+def test_link_changes_under_the_command(net: Net, needs_dnsmasq: None) -> None:
+    # Carrier down and up: the lease is verified by INIT-REBOOT, not lost. An interface that
+    # disappears ends its client (its lease dropped) while the other interface's client goes on.
+    net.topo.veth(
+        net.client,
+        net.server,
+        name_a="e2e1",
+        name_b="e2e1s",
+        address_b=IPv4Interface("10.78.0.1/24"),
+    )
+    _wait_carrier(net.client, "e2e1")
+    extra = (
+        "--interface=e2e1s",
+        "--dhcp-range=set:second,10.78.0.100,10.78.0.199,255.255.255.0,120",
+        "--dhcp-option=tag:second,option:router,10.78.0.1",
+    )
+    with dnsmasq(net, extra_args=extra, t1=30, t2=60), Command(net, "-v", "e2e1") as command:
+        bound = {command.wait_for("bound", 20)["interface"] for _ in range(2)}
+        assert bound == {CLIENT_IF, "e2e1"}
+        net.server.ip("link", "set", "dev", SERVER_IF, "down")  # the client's carrier drops
+        # The kernel reports carrier changes with up to a second of delay (and folds a short
+        # down-up into nothing): wait until the client has seen it before restoring it.
+        deadline = time.monotonic() + 5
+        while "e2e0: carrier down" not in command.log():
+            assert time.monotonic() < deadline, command.log()
+            time.sleep(0.05)
+        net.server.ip("link", "set", "dev", SERVER_IF, "up")
+        verified = command.next_event(10)
+        assert (verified["event"], verified["interface"]) == ("renewed", CLIENT_IF), command.log()
+        net.client.ip("link", "del", "dev", "e2e1")
+        gone = command.next_event(10)
+        assert (gone["event"], gone["interface"]) == ("lost", "e2e1")
+        assert gone["reason"] == "interface-gone"
+        assert command.process.poll() is None, "the command must go on with the other interface"
+        assert_configured(net, verified["address"])
+        assert command.signal(signal.SIGTERM) == 0
+        assert "Traceback" not in command.log()
+
+
 # --- error paths ------------------------------------------------------------------------------
 
 
@@ -718,12 +806,12 @@ def test_bad_option_value(net: Net) -> None:
     assert "Traceback" not in result.stderr
 
 
+NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all")
+
+
 def test_missing_privileges(net: Net) -> None:
     result = subprocess.run(
-        net.client.command(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
-            + [sys.executable, "-m", "dhcp4c", "--once", CLIENT_IF]
-        ),
+        net.client.command([*NOBODY, sys.executable, "-m", "dhcp4c", "--once", CLIENT_IF]),
         capture_output=True,
         text=True,
         timeout=30,

@@ -1,4 +1,4 @@
-"""A dnsmasq DHCP server inside a network namespace, for the end-to-end tests, the demo and the bench.
+"""A dnsmasq DHCP server in a network namespace, for the end-to-end tests, the demo and the bench.
 
     with Topology() as topo, tempfile.TemporaryDirectory() as tmp:
         client, server = topo.namespace("client"), topo.namespace("server")
@@ -207,7 +207,8 @@ class Dnsmasq:
             code = self._process.poll()
             if code is not None:
                 assert self._process.stderr is not None
-                message = self._process.stderr.read().decode(errors="replace").strip()
+                with self._process.stderr as stderr:
+                    message = stderr.read().decode(errors="replace").strip()
                 self._process = None
                 raise DnsmasqError(f"dnsmasq exited with {code}: {message or self.log_text()}")
             if time.monotonic() > deadline:
