@@ -35,7 +35,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over src/."""
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[test,dev]")
     session.run("mypy", "--strict", "src")
 
 
@@ -44,7 +44,7 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against the peers, side by side in one run (needs root for the lease bench)."""
     session.install("-e", ".[bench]")
     for script in ("bench/codec.py", "bench/supervisor.py", "bench/lease.py", "bench/scale.py"):
-        session.run("python", "-S", script, *session.posargs)
+        session.run("python", script, *session.posargs)
 
 
 @nox.session
