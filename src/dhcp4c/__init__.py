@@ -30,6 +30,10 @@ Deliberate deviations from the RFCs:
 - The broadcast flag is set only while ciaddr is 0; a NAK in SELECTING and an ACK there without
   option 80 (RFC 4039) are dropped; option 108 (RFC 8925) is not requested.
 - Client identifier: RFC 4361 DUID-LL + IAID by default.
+- Repeated DECLINEs back off exponentially (never under 10 s, RFC 2131 §3.1.5), so a decline
+  storm slows down instead of repeating every 10 s.
+- A lease keeps at most 256 routes and 64 routers/DNS servers (a 64 KiB hostile reply must not
+  stall sanitising or flood the routing table).
 - A hardware address change drops the lease (lost, reason `hwaddr-changed`) and discovers anew
   from the new address; an interface that disappears ends its client (lost, `interface-gone`).
 - Codec: a message without END is accepted (as tshark, scapy, dpkt and real servers do); trailing

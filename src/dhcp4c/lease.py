@@ -11,8 +11,11 @@ Invariants of every `Lease` built here:
 - `routes` is sanitised the way Monogon's `lease.go` does it: a gateway must be unicast and on-link
   (inside the assigned subnet or inside the destination of a route kept before it); routes towards
   loopback, multicast, "this network" or reserved space, routes shadowing the subnet route and
-  duplicate destinations are dropped. Option 121 overrides options 3 and 33 (RFC 3442).
-- `routers`/`dns_servers` hold only usable unicast addresses, without duplicates.
+  duplicate destinations are dropped. Option 121 overrides options 3 and 33 (RFC 3442). Only the
+  first `MAX_ROUTES` routes a server sends are considered (a hostile 64 KiB reply must not cost
+  seconds or flood the routing table).
+- `routers`/`dns_servers` hold only usable unicast addresses, without duplicates, from the first
+  `MAX_SERVERS` the server sent.
 
 Malformed optional options (for example a truncated option 121) are treated as absent rather than
 failing the whole lease; the machine drops replies whose essential options (lease time, server
@@ -21,6 +24,7 @@ identifier) are malformed before a `Lease` is built.
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -38,6 +42,8 @@ __all__ = [
     "DEFAULT_T1_RATIO",
     "DEFAULT_T2_RATIO",
     "LEASE_TIME_CAP",
+    "MAX_ROUTES",
+    "MAX_SERVERS",
     "TIMER_FUZZ",
     "Lease",
     "Route",
@@ -58,6 +64,13 @@ TIMER_FUZZ = 0.02
 #: infinite lease still never expires in practice.
 LEASE_TIME_CAP = 0x7FFF_FFFF
 
+#: The most routes a lease keeps (issue #6, hostile servers): a 64 KiB reply can carry ~6000
+#: routes in option 121, which would make sanitising (and the routing table) a denial of service.
+#: Real servers send a handful; the routes a server sends past this many are ignored.
+MAX_ROUTES = 256
+#: The most routers or DNS servers a lease keeps, for the same reason (resolvers use three).
+MAX_SERVERS = 64
+
 # Destinations no DHCP server may route us to: RFC 1122 "this network" (0/8), loopback, multicast
 # and the reserved class E block. A route is refused when its destination lies entirely inside one
 # of these; a wider route that merely covers one (0.0.0.0/0, 126.0.0.0/7) is fine, because the
@@ -68,6 +81,8 @@ _FORBIDDEN_DESTINATIONS = (
     IPv4Network("224.0.0.0/4"),
     IPv4Network("240.0.0.0/4"),
 )
+
+_DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
 
 _T = TypeVar("_T")
 
@@ -184,11 +199,14 @@ def sanitise_routes(routes: Iterable[Route], address: IPv4Interface) -> tuple[Ro
         unicast address reachable on-link (in the assigned subnet, or in the destination of a route
         kept earlier); destinations inside loopback, multicast, 0/8 or class E are refused; a route
         equal to the subnet route would shadow the kernel's interface route and is refused; only the
-        first route per destination is kept.
+        first route per destination is kept. Only the first `MAX_ROUTES` candidates are looked at.
     """
     subnet = address.network
     kept: list[Route] = []
-    for route in routes:
+    destinations: set[IPv4Network] = set()
+    for route in itertools.islice(routes, MAX_ROUTES):
+        if route.destination in destinations:
+            continue
         gateway = route.gateway
         if gateway is not None:
             if not is_usable_address(gateway) or gateway == address.ip:
@@ -200,9 +218,8 @@ def sanitise_routes(routes: Iterable[Route], address: IPv4Interface) -> tuple[Ro
             continue
         if destination == subnet:
             continue
-        if any(other.destination == destination for other in kept):
-            continue
         kept.append(route)
+        destinations.add(destination)
     return tuple(kept)
 
 
@@ -215,20 +232,26 @@ def _candidate_routes(options: Options, address: IPv4Interface) -> tuple[Route, 
             (Route(dest, None if gw == IPv4Address(0) else gw) for dest, gw in classless), address
         )
     candidates: list[Route] = []
-    for destination, router in _lenient(lambda: options.static_routes) or ():
+    for destination, router in (_lenient(lambda: options.static_routes) or ())[:MAX_ROUTES]:
         # RFC 2132 §5.8: 0.0.0.0 is an illegal destination; destinations are classful.
         if destination == IPv4Address(0):
             continue
         network = IPv4Network((destination, classful_prefix(destination)), strict=False)
         candidates.append(Route(network, router))
-    kept = list(sanitise_routes(candidates, address))
+    kept = list(sanitise_routes(candidates, address))[: MAX_ROUTES - 1]
     # The default route goes via the first router that survives sanitising (Monogon takes the
-    # first unicast one; we also skip routers that are not reachable on-link).
-    for router in _lenient(lambda: options.routers) or ():
-        default = sanitise_routes([*kept, Route(IPv4Network("0.0.0.0/0"), router)], address)
-        if len(default) > len(kept):
-            kept = list(default)
-            break
+    # first unicast one; we also skip routers that are not reachable on-link). Checked router by
+    # router rather than by sanitising the list again for each: a hostile server's thousands of
+    # unreachable routers must not cost thousands of passes (issue #6).
+    if all(route.destination != _DEFAULT_ROUTE for route in kept):
+        for router in (_lenient(lambda: options.routers) or ())[:MAX_SERVERS]:
+            if (
+                is_usable_address(router)
+                and router != address.ip
+                and _gateway_reachable(router, address.network, kept)
+            ):
+                kept.append(Route(_DEFAULT_ROUTE, router))
+                break
     return tuple(kept)
 
 
@@ -241,7 +264,9 @@ def _lenient(get: Callable[[], _T]) -> _T | None:
 
 
 def _unique_usable(addresses: Iterable[IPv4Address]) -> tuple[IPv4Address, ...]:
-    return tuple(dict.fromkeys(a for a in addresses if is_usable_address(a)))
+    # Only the first MAX_SERVERS addresses are looked at: a 64 KiB reply holds 16000 of them.
+    candidates = itertools.islice(addresses, MAX_SERVERS)
+    return tuple(dict.fromkeys(a for a in candidates if is_usable_address(a)))
 
 
 # Options that describe the exchange rather than the configuration: a renewal that changes only

@@ -19,6 +19,11 @@ This module owns two things, both built on pieces that exist elsewhere:
 `HostileNetwork` is the Trio counterpart for `Client` tests: servers on a `MemoryNetwork` that can
 die and come back (with another pool, forgetting their bindings) while the client runs.
 
+The invariants a client must keep on such a network are the `check_*` functions (and
+`Simulation.check`, which runs them all): lease events well-formed (no renewal before a bind, one
+loss per lease), no lease reported past its expiry, 0 < t1 < t2 < expiry, retransmissions within
+RFC 2131 §4.1 / §4.4.5, at most one accepted reply per request, traffic bounded per hour.
+
 Invariants: nothing here reads a clock or global randomness (the simulation's time is its `now`,
 its randomness an injected `random.Random`); a `Simulation` processes datagrams and timers in time
 order and calls `Machine.handle_timer` after every input, as the Trio shell does.
@@ -26,6 +31,7 @@ order and calls `Machine.handle_timer` after every input, as the Trio shell does
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import random
@@ -36,13 +42,16 @@ from ipaddress import IPv4Address, IPv4Network
 
 import trio
 
+from dhcp4c.lease import Lease
 from dhcp4c.machine import (
     LeaseBound,
     LeaseChanged,
     LeaseLost,
     LeaseRenewed,
     Machine,
+    MachineConfig,
     Send,
+    State,
 )
 from dhcp4c.message import Message, MessageError, MessageType
 from dhcp4c.options import OptionCode
@@ -65,11 +74,19 @@ __all__ = [
     "HOSTILE",
     "Hostile",
     "HostileNetwork",
+    "InvariantViolation",
     "LeaseAction",
     "Sent",
     "ServedServer",
     "SimServer",
     "Simulation",
+    "check_accepted",
+    "check_events",
+    "check_lease",
+    "check_retransmissions",
+    "check_traffic",
+    "check_usable",
+    "classify_send",
     "nak_storm",
     "rogue_pair",
     "split_every_option",
@@ -261,12 +278,14 @@ class Sent:
         destination: None for broadcast.
         forced: sent in direct response to a test input (start, link up, decline, stop), not by
             the client's own timers or a reply: traffic bounds count only the others.
+        lease: the lease the client held when it sent it (the one a renewal is for).
     """
 
     time: float
     message: Message
     destination: IPv4Address | None
-    forced: bool
+    forced: bool = False
+    lease: Lease | None = None
 
 
 class Simulation:
@@ -307,10 +326,13 @@ class Simulation:
         self.to_server = to_server or Faults()
         self.to_client = to_client or Faults()
         self.now = now
+        self.initial_lease = machine.lease
         self.carrier = machine.link_is_up
         self.sent: list[Sent] = []
         self.events: list[tuple[float, LeaseAction]] = []
         self.accepted: list[tuple[float, Message]] = []
+        self.inputs: list[tuple[float, str]] = []
+        self.suspends: list[tuple[float, float]] = []
         self.delivered = 0
         self.steps = 0
         self._queue: list[tuple[float, int, str, bytes, IPv4Address | None, SimServer | None]] = []
@@ -320,28 +342,29 @@ class Simulation:
 
     def start(self) -> None:
         """`Machine.start` at `now`."""
-        self._input(lambda: self.machine.start(self.now))
+        self._input(lambda: self.machine.start(self.now), "start")
 
     def stop(self) -> None:
         """`Machine.stop` at `now`."""
-        self._input(lambda: self.machine.stop(self.now))
+        self._input(lambda: self.machine.stop(self.now), "stop")
 
     def decline(self) -> None:
         """`Machine.decline` at `now`."""
-        self._input(lambda: self.machine.decline(self.now))
+        self._input(lambda: self.machine.decline(self.now), "decline")
 
     def link_down(self) -> None:
         """The carrier goes: nothing is sent or delivered, the machine is told."""
         self.carrier = False
-        self._input(lambda: self.machine.link_down(self.now))
+        self._input(lambda: self.machine.link_down(self.now), "link_down")
 
     def link_up(self) -> None:
         """The carrier comes back and the machine is told."""
         self.carrier = True
-        self._input(lambda: self.machine.link_up(self.now))
+        self._input(lambda: self.machine.link_up(self.now), "link_up")
 
     def inject(self, payload: bytes) -> None:
         """Deliver `payload` to the client now, from nowhere (garbage, a forged reply)."""
+        self.inputs.append((self.now, "inject"))
         self._deliver_to_client(payload)
 
     def add_server(self, server: ServerCore | SimServer) -> SimServer:
@@ -350,7 +373,8 @@ class Simulation:
         self.servers.append(sim)
         return sim
 
-    def _input(self, call: Callable[[], None]) -> None:
+    def _input(self, call: Callable[[], None], name: str) -> None:
+        self.inputs.append((self.now, name))
         call()
         self._flush(forced=True)
         self.machine.handle_timer(self.now)
@@ -392,6 +416,7 @@ class Simulation:
         """Jump `seconds` ahead as a host suspend does: datagrams in flight are lost, and the
         machine sees the time only at the first timer call after the resume."""
         self._queue.clear()
+        self.suspends.append((self.now, self.now + seconds))
         self.now += seconds
         self.machine.handle_timer(self.now)
         self._flush(forced=False)
@@ -401,7 +426,9 @@ class Simulation:
     def _flush(self, *, forced: bool) -> None:
         for action in self.machine.pop_actions():
             if isinstance(action, Send):
-                self.sent.append(Sent(self.now, action.message, action.destination, forced))
+                self.sent.append(
+                    Sent(self.now, action.message, action.destination, forced, self.machine.lease)
+                )
                 if self.carrier:
                     self._to_servers(action.message.build(), action.destination)
             else:
@@ -459,6 +486,41 @@ class Simulation:
             for delay, carried in self._faulted(self.to_client, reply.payload):
                 self._schedule(self.now + server.reply_delay + delay, "client", carried, None, None)
 
+    def check(
+        self, config: MachineConfig | None = None, *, shortest_lease: float | None = None
+    ) -> None:
+        """Check every invariant of issue #6 on what happened so far (see the `check_*`
+        functions): lease events well-formed and agreeing with the machine, the held lease
+        unexpired while running, a future deadline, retransmissions within RFC 2131 bounds
+        (`config`'s schedule, the RFC's by default), one accepted reply per request, traffic
+        bounded (`shortest_lease`: the shortest lease a server hands out, for the renewal share).
+
+        Raises:
+            InvariantViolation: at the first violation.
+        """
+        held = check_events(self.events, initial=self.initial_lease)
+        machine = self.machine
+        # A stopped machine keeps its lease silently: no shell runs it, and `start` reports it
+        # lost if it expired meanwhile.
+        if machine.state is not State.STOPPED:
+            if held != machine.lease:
+                raise InvariantViolation("the lease events disagree with the machine's lease")
+            check_usable(held, self.now)
+        deadline = machine.next_deadline()
+        if deadline is not None and deadline <= self.now:
+            raise InvariantViolation(f"deadline {deadline} not after now {self.now}")
+        config = config or MachineConfig(hwaddr=b"\x02\x00\x00\x00\x00\x01")
+        check_retransmissions(
+            self.sent,
+            initial=config.retransmit_initial,
+            cap=config.retransmit_cap,
+            jitter=config.retransmit_jitter,
+            renew_minimum=config.renew_retransmit_min,
+            suspends=self.suspends,
+        )
+        check_accepted(self.accepted)
+        check_traffic(self.sent, self.inputs, shortest_lease=shortest_lease)
+
     def _deliver_to_client(self, payload: bytes) -> None:
         if not self.carrier:
             return
@@ -472,6 +534,226 @@ class Simulation:
         self._flush(forced=False)
         self.machine.handle_timer(self.now)
         self._flush(forced=False)
+
+
+# -- invariants ----------------------------------------------------------------------------------
+
+
+class InvariantViolation(AssertionError):
+    """A client broke one of the invariants of issue #6 (see the `check_*` functions)."""
+
+
+def check_lease(lease: Lease) -> None:
+    """`obtained < t1 < t2 < expiry` (RFC 2131 §4.4.5), whatever the server sent.
+
+    Raises:
+        InvariantViolation: otherwise.
+    """
+    if not lease.obtained < lease.t1 < lease.t2 < lease.expiry:
+        raise InvariantViolation(f"timers out of order: {lease}")
+
+
+def check_events(
+    events: Sequence[tuple[float, LeaseAction]], *, initial: Lease | None = None
+) -> Lease | None:
+    """Check that a lease event sequence is well-formed and return the lease held after it.
+
+    Well-formed: `LeaseBound` only when no lease is held; `LeaseRenewed`/`LeaseChanged` only when
+    one is (and `LeaseChanged.old` is it); `LeaseLost` only for the lease held, so exactly once per
+    lease; every lease handed out has ordered timers and is unexpired when handed out.
+
+    Args:
+        events: (time, event) in order.
+        initial: the lease held before the first event (a lease given to the machine).
+    Raises:
+        InvariantViolation: at the first event that breaks a rule.
+    """
+    held = initial
+    for time, event in events:
+        if isinstance(event, LeaseBound):
+            if held is not None:
+                raise InvariantViolation(f"bound at {time} while holding {held.address}")
+            held = event.lease
+        elif isinstance(event, LeaseRenewed):
+            if held is None:
+                raise InvariantViolation(f"renewed at {time} before any bound")
+            held = event.lease
+        elif isinstance(event, LeaseChanged):
+            if held is None or event.old != held:
+                raise InvariantViolation(f"changed at {time} from a lease not held")
+            held = event.new
+        else:
+            if held is None or event.lease != held:
+                raise InvariantViolation(f"lost at {time} a lease not held (twice?)")
+            held = None
+        if held is not None:
+            check_lease(held)
+            if time >= held.expiry:
+                raise InvariantViolation(f"handed out at {time} a lease expired at {held.expiry}")
+    return held
+
+
+def check_usable(held: Lease | None, now: float) -> None:
+    """A lease the client reports as held is unexpired at `now` (RFC 2131 §4.4.5).
+
+    Raises:
+        InvariantViolation: otherwise.
+    """
+    if held is not None and now >= held.expiry:
+        raise InvariantViolation(f"{held.address} still reported at {now}, expired {held.expiry}")
+
+
+def classify_send(sent: Sent) -> str:
+    """Which exchange a client datagram belongs to: "discover", "request" (REQUESTING),
+    "reboot" (INIT-REBOOT), "renew" (unicast, ciaddr), "rebind" (broadcast, ciaddr), or the
+    lower-case message type name."""
+    message = sent.message
+    kind = message.message_type
+    if kind is MessageType.DISCOVER:
+        return "discover"
+    if kind is MessageType.REQUEST:
+        if message.ciaddr != IPv4Address(0):
+            return "renew" if sent.destination is not None else "rebind"
+        if message.options.server_identifier is not None:
+            return "request"
+        return "reboot"
+    return "?" if kind is None else kind.name.lower()
+
+
+def check_retransmissions(
+    sent: Sequence[Sent],
+    *,
+    initial: float = 4.0,
+    cap: float = 64.0,
+    jitter: float = 1.0,
+    renew_minimum: float = 60.0,
+    slack: float = 1e-6,
+    suspends: Sequence[tuple[float, float]] = (),
+) -> int:
+    """Check every retransmission against RFC 2131.
+
+    * §4.1: DISCOVER, REQUESTING's and INIT-REBOOT's REQUEST: the k-th retransmission of one
+      xid follows the previous one after `initial * 2**k` (at most `cap`) ± `jitter` seconds.
+    * §4.4.5: renewals go out from T1 on and rebinding requests from T2 on, never at or after
+      expiry; the next one waits half the time left to T2 (renewing) or to expiry (rebinding),
+      at least `renew_minimum` seconds, or until that deadline when it is nearer.
+
+    Args:
+        sent: the client's datagrams in order, with the lease held at each (`Sent.lease`).
+        initial, cap, jitter, renew_minimum: the schedule (RFC values by default).
+        slack: floating-point tolerance.
+        suspends: (start, end) of host suspends: an interval spanning one is late by design.
+    Returns:
+        How many intervals were checked.
+    Raises:
+        InvariantViolation: at the first interval out of bounds.
+    """
+    groups: dict[tuple[int, str], list[Sent]] = {}
+    for item in sent:
+        groups.setdefault((item.message.xid, classify_send(item)), []).append(item)
+    checked = 0
+    for (xid, kind), items in groups.items():
+        pairs = list(itertools.pairwise(items))
+        late = {
+            k
+            for k, (a, b) in enumerate(pairs)
+            if any(a.time <= start < b.time for start, _end in suspends)
+        }
+        if kind in ("discover", "request", "reboot"):
+            for k, (a, b) in enumerate(pairs):
+                if k in late:
+                    continue
+                nominal = min(cap, initial * 2.0**k)
+                spread = min(jitter, nominal / 2)
+                gap = b.time - a.time
+                if not nominal - spread - slack <= gap <= nominal + spread + slack:
+                    raise InvariantViolation(
+                        f"{kind} xid {xid:#x}: retransmission {k + 1} after {gap:.3f} s, "
+                        f"not {nominal} ± {spread} s (RFC 2131 §4.1)"
+                    )
+                checked += 1
+        elif kind in ("renew", "rebind"):
+            for item in items:
+                lease = item.lease
+                if lease is None:
+                    raise InvariantViolation(f"{kind} at {item.time} without a lease")
+                start = lease.t1 if kind == "renew" else lease.t2
+                if not start - slack <= item.time < lease.expiry:
+                    raise InvariantViolation(
+                        f"{kind} at {item.time} outside [{start}, {lease.expiry}) (RFC 2131 §4.4.5)"
+                    )
+            for k, (a, b) in enumerate(pairs):
+                if k in late:
+                    continue
+                assert a.lease is not None
+                deadline = a.lease.t2 if kind == "renew" else a.lease.expiry
+                left = deadline - a.time
+                gap = b.time - a.time
+                lower, upper = min(renew_minimum, left), max(renew_minimum, left / 2)
+                if not lower - slack <= gap <= upper + slack:
+                    raise InvariantViolation(
+                        f"{kind} xid {xid:#x}: next request after {gap:.3f} s, not within "
+                        f"[{lower:.3f}, {upper:.3f}] (RFC 2131 §4.4.5)"
+                    )
+                checked += 1
+    return checked
+
+
+def check_accepted(accepted: Sequence[tuple[float, Message]]) -> None:
+    """At most one accepted reply per request: per xid one OFFER and one ACK or NAK.
+
+    Raises:
+        InvariantViolation: for a second accepted reply.
+    """
+    seen: set[tuple[int, bool]] = set()
+    for time, message in accepted:
+        key = (message.xid, message.message_type is MessageType.OFFER)
+        if key in seen:
+            raise InvariantViolation(f"a second {message.message_type!r} accepted at {time}")
+        seen.add(key)
+
+
+def check_traffic(
+    sent: Sequence[Sent],
+    inputs: Sequence[tuple[float, str]] = (),
+    *,
+    window: float = 3600.0,
+    base: int = 100,
+    per_input: int = 10,
+    shortest_lease: float | None = None,
+    per_lease: int = 6,
+) -> int:
+    """Bound the client's own traffic in every `window` (a NAK or decline storm, a dead server).
+
+    In any window, the datagrams the client sent on its own (not `forced`) are at most
+    `base + per_input * inputs + per_lease * window / shortest_lease`, where `inputs` counts the
+    test inputs (start, link up, decline, injected replies) in that window and the one before
+    it: each may legitimately restart a retransmission schedule. A client that answers a NAK by
+    discovering at once, or that retransmits on every stray datagram, breaks it by orders of
+    magnitude.
+
+    Returns:
+        The most datagrams seen in one window.
+    Raises:
+        InvariantViolation: for a window over budget.
+    """
+    times = sorted(item.time for item in sent if not item.forced)
+    resets = sorted(t for t, name in inputs if name not in ("stop", "link_down"))
+    per_renewal = 0.0 if shortest_lease is None else per_lease * window / shortest_lease
+    worst = 0
+    for index, start in enumerate(times):
+        count = bisect.bisect_left(times, start + window) - index
+        nearby = bisect.bisect_left(resets, start + window) - bisect.bisect_left(
+            resets, start - window
+        )
+        budget = base + per_input * nearby + per_renewal
+        worst = max(worst, count)
+        if count > budget:
+            raise InvariantViolation(
+                f"{count} datagrams in {window} s from {start} (budget {budget:.0f}, "
+                f"{nearby} test inputs nearby)"
+            )
+    return worst
 
 
 # -- the Trio counterpart ----------------------------------------------------------------------
