@@ -9,7 +9,9 @@ Trio shell (one restartable supervisor runnable per interface): it feeds datagra
 into the machine, carries its actions out, awaits the lease callback (`netconfig`, pyroute2) and
 publishes events to observers (`observe`); `linkwatch` follows the link over netlink (carrier,
 hardware address, removal) and drives the client accordingly. `leasefile` keeps leases across
-restarts, `cli` is the `dhcp4c` command and `testing` holds the in-process server, the in-memory
+restarts, `cli` is the `dhcp4c` command (its fast start, `faststart` over the raw netlink of
+`rtnl`, binds with one synchronous exchange before Trio is imported and hands the lease to
+`Client(bound_lease=...)`) and `testing` holds the in-process server, the in-memory
 network with fault injection and the network-namespace helpers used by the tests, the demo and
 the benchmarks.
 
@@ -25,8 +27,10 @@ Deliberate deviations from the RFCs:
   counts.
 - Server T1/T2 are used only when 0 < T1 < T2 < lease, otherwise 0.5/0.875 with ±2 % fuzz; leases
   over 2^31-1 s (including "infinite") are capped there.
-- Link down while bound → INIT-REBOOT on link up (§3.2); an unanswered INIT-REBOOT keeps the
-  unexpired lease.
+- Link down while bound → INIT-REBOOT on link up (§3.2); if that INIT-REBOOT goes unanswered
+  the lease is dropped (lost, reason `unconfirmed`) and the client discovers, asking for the old
+  address: the link may now lead to another network. After a start with a known lease
+  (crash-restart, lease file) an unanswered INIT-REBOOT keeps the unexpired lease instead.
 - The broadcast flag is set only while ciaddr is 0; a NAK in SELECTING and an ACK there without
   option 80 (RFC 4039) are dropped; option 108 (RFC 8925) is not requested.
 - Client identifier: RFC 4361 DUID-LL + IAID by default.

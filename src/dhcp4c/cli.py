@@ -10,10 +10,14 @@ signals and exit codes. The protocol is the client's (`dhcp4c.client`), the kern
 
 Start-up time is part of the product (a client at boot waits for nothing else), so the module
 imports only the standard library at the top, and trio, the client and pyroute2 only once the
-arguments are known to be good. pyroute2, the slowest, is imported in a worker thread started
-with the client (`netconfig.prewarm`). The overlap buys little in practice: a rapid-commit
-exchange takes about a millisecond and imports are CPU-bound under the GIL, so the import still
-adds to the time to the address; `bench/lease.py` measures it (and the floors) side by side.
+arguments are known to be good. Importing trio (~80 ms) and pyroute2 (~50-100 ms) costs far more
+than a rapid-commit exchange (about a millisecond), so with one interface the first exchange runs
+before either, synchronously (`dhcp4c.faststart`, the same sans-IO machine), and the leased
+address is added with a single netlink request (`dhcp4c.rtnl`); the Trio client then starts
+from that lease in BOUND (`Client(bound_lease=...)`) and its callback adds routes, MTU,
+resolv.conf and the lease file. Without an answer within the first retransmission interval,
+or with several interfaces, a lease file, no carrier or `--no-fast-start`, the client does it
+all itself. `bench/lease.py` measures it (and the floors) side by side.
 
 Exit codes (also in `--help`):
     0  clean exit: a signal (SIGTERM/SIGINT) after a lease, or `--once` bound and configured
@@ -87,6 +91,8 @@ _CAP_NET_RAW = 13
 _ARPHRD_ETHER = 1
 _SIOCGIFHWADDR = 0x8927
 _SIOCGIFMTU = 0x8921
+_SIOCGIFFLAGS = 0x8913
+_IFF_RUNNING = 0x40
 # IFNAMSIZ is 16 with the NUL; the kernel refuses "/", ":" and whitespace in names.
 _IFNAME = re.compile(r"[^/:\s\x00]{1,15}\Z")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2}[:-]?)+\Z")
@@ -134,6 +140,7 @@ class Settings:
     route_metric: int | None = None
     routes: bool = True
     mtu: bool = True
+    fast_start: bool = True
 
 
 # -- argument parsing ------------------------------------------------------------------------
@@ -172,6 +179,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-routes", dest="routes", action="store_false", help="install no routes")
     run.add_argument("--no-mtu", dest="mtu", action="store_false", help="ignore option 26")
+    run.add_argument(
+        "--no-fast-start",
+        dest="fast_start",
+        action="store_false",
+        help="(debugging) get the first lease with the Trio client, not the synchronous "
+        "exchange run before trio and pyroute2 are imported",
+    )
     run.add_argument(
         "--route-metric",
         type=_int_range(0, 0xFFFFFFFF),
@@ -331,6 +345,7 @@ def parse(argv: Sequence[str]) -> Settings:
         route_metric=args.route_metric,
         routes=args.routes,
         mtu=args.mtu,
+        fast_start=args.fast_start,
     )
 
 
@@ -467,13 +482,9 @@ def _node_name(ifname: str, taken: set[str]) -> str:
     return name
 
 
-def _client(settings: Settings, interface: Interface) -> Client:
-    """The client for one interface: its configuration, callback and lease file."""
-    import trio
-
-    from dhcp4c import leasefile, netconfig
-    from dhcp4c.client import Client
-    from dhcp4c.machine import DEFAULT_PARAMETER_REQUEST_LIST, MachineConfig
+def _machine_settings(settings: Settings) -> dict[str, Any]:
+    """The `MachineConfig` fields (`Client` keyword arguments) the command line sets."""
+    from dhcp4c.machine import DEFAULT_PARAMETER_REQUEST_LIST
 
     config: dict[str, Any] = {
         "client_id_type": settings.client_id_type,
@@ -490,6 +501,21 @@ def _client(settings: Settings, interface: Interface) -> Client:
         config["hostname"] = settings.hostname
     if settings.vendor_class is not None:
         config["vendor_class"] = settings.vendor_class
+    return config
+
+
+def _client(settings: Settings, interface: Interface, bound_lease: Lease | None = None) -> Client:
+    """The client for one interface: its configuration, callback and lease file.
+
+    `bound_lease` (Trio clock) is the fast start's lease (`_fast_start`), applied by the first run.
+    """
+    import trio
+
+    from dhcp4c import leasefile, netconfig
+    from dhcp4c.client import Client
+    from dhcp4c.machine import MachineConfig
+
+    config = _machine_settings(settings)
     name, hwaddr = interface.name, interface.hwaddr
     try:
         client_id = MachineConfig(hwaddr=hwaddr, interface=name, **config).client_identifier
@@ -519,7 +545,90 @@ def _client(settings: Settings, interface: Interface) -> Client:
         if settings.resolv_conf is not None:
             extra.insert(0, netconfig.resolv_conf_callback(settings.resolv_conf, ifname=name))
         callback = netconfig.compose(*extra)
-    return Client(name, hwaddr=hwaddr, mtu=interface.mtu, lease=lease, callback=callback, **config)
+    return Client(
+        name,
+        hwaddr=hwaddr,
+        mtu=interface.mtu,
+        lease=lease,
+        bound_lease=bound_lease,
+        callback=callback,
+        **config,
+    )
+
+
+# -- the fast start: the first lease before trio and pyroute2 are imported -------------------
+
+
+def _running(interface: Interface) -> bool:
+    """Whether the interface is up with a carrier (IFF_RUNNING, SIOCGIFFLAGS)."""
+    import fcntl
+    import socket
+    import struct
+
+    ifreq = struct.pack("16s16x", interface.name.encode())
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            raw = fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, ifreq)
+    except OSError:
+        return False
+    return bool(struct.unpack_from("=H", raw, 16)[0] & _IFF_RUNNING)
+
+
+def _fast_start(
+    settings: Settings, interfaces: Sequence[Interface]
+) -> tuple[Lease | None, float] | None:
+    """Run the synchronous first exchange (`dhcp4c.faststart`) when the run allows it.
+
+    It applies to one interface with a carrier, without a lease file to verify by INIT-REBOOT,
+    not disabled by `--no-fast-start`. With kernel configuration the leased address is added
+    (`dhcp4c.rtnl`) before returning; routes, MTU, resolv.conf and the lease file follow through
+    the client's callback once trio and pyroute2 are imported.
+
+    Returns:
+        None when it did not apply, else the lease (times on `faststart.clock`; None when none
+        came within the budget) and the seconds spent. Without a lease the normal path starts
+        from INIT, as if this never ran (but within what is left of `--timeout`).
+    """
+    if not settings.fast_start or len(interfaces) != 1:
+        return None
+    interface = interfaces[0]
+    if not _running(interface):
+        return None  # linkwatch waits for the carrier
+    if settings.lease_dir is not None:
+        from dhcp4c import leasefile
+
+        if leasefile.lease_path(settings.lease_dir, interface.name).exists():
+            return None
+    import math
+
+    from dhcp4c import faststart
+    from dhcp4c.machine import MachineConfig
+
+    config = _machine_settings(settings)
+    config.setdefault(
+        "max_message_size", MachineConfig.max_message_size_for_mtu(interface.mtu or 1500)
+    )
+    try:
+        machine_config = MachineConfig(hwaddr=interface.hwaddr, interface=interface.name, **config)
+    except ValueError:
+        return None  # reported by `_client` on the normal path
+    apply = None
+    if settings.configure:
+        from dhcp4c import rtnl
+
+        def apply(lease: Lease) -> None:
+            rtnl.replace_address(lease.address, interface.index, lease.remaining(faststart.clock()))
+
+    start = faststart.clock()
+    # Budget: the first retransmission interval (RFC 2131 §4.1, 4 s): a link that needs a
+    # retransmission gains nothing from skipping the imports.
+    budget = min(settings.timeout or math.inf, machine_config.retransmit_initial)
+    lease = faststart.exchange(interface.name, machine_config, budget=budget, apply=apply)
+    spent = faststart.clock() - start
+    if lease is None:
+        return None, spent
+    _logger().debug("%s: fast start: %s in %.1f ms", interface.name, lease.address, spent * 1e3)
+    return lease, spent
 
 
 def _logger() -> Any:
@@ -528,14 +637,25 @@ def _logger() -> Any:
     return logging.getLogger("dhcp4c")
 
 
-def run(settings: Settings, interfaces: Sequence[Interface]) -> int:
-    """Run the clients under one supervision tree until a signal (or `--once`); the exit code."""
+def run(
+    settings: Settings,
+    interfaces: Sequence[Interface],
+    fast: tuple[Lease | None, float] | None = None,
+) -> int:
+    """Run the clients under one supervision tree until a signal (or `--once`); the exit code.
+
+    `fast` is `_fast_start`'s result: its lease is handed to the (only) client.
+    """
     import trio
 
-    return trio.run(_serve, settings, tuple(interfaces))
+    return trio.run(_serve, settings, tuple(interfaces), fast)
 
 
-async def _serve(settings: Settings, interfaces: tuple[Interface, ...]) -> int:
+async def _serve(
+    settings: Settings,
+    interfaces: tuple[Interface, ...],
+    fast: tuple[Lease | None, float] | None = None,
+) -> int:
     import contextlib
     import functools
     import math
@@ -552,8 +672,20 @@ async def _serve(settings: Settings, interfaces: tuple[Interface, ...]) -> int:
         prewarm = netconfig.prewarm
     clients = {}
     taken: set[str] = set()
+    bound_lease: Lease | None = None
+    timeout = settings.timeout
+    if fast is not None:
+        import time
+
+        from dhcp4c.client import _shift
+
+        # The fast start's lease is on time.perf_counter(); Trio's clock is perf_counter plus an
+        # offset (trio._core._run.SystemClock): measure it once.
+        bound_lease = _shift(fast[0], trio.current_time() - time.perf_counter())
+        if timeout is not None:
+            timeout = max(timeout - fast[1], 0.0)
     for interface in interfaces:
-        clients[_node_name(interface.name, taken)] = _client(settings, interface)
+        clients[_node_name(interface.name, taken)] = _client(settings, interface, bound_lease)
 
     async def root() -> None:
         for node, client in clients.items():
@@ -580,7 +712,7 @@ async def _serve(settings: Settings, interfaces: tuple[Interface, ...]) -> int:
                 return
 
     async def wait_all_bound(scope: trio.CancelScope) -> None:
-        with trio.move_on_after(settings.timeout or math.inf) as timer:
+        with trio.move_on_after(timeout if timeout is not None else math.inf) as timer:
             for client in clients.values():
                 await client.wait_bound()
         if timer.cancelled_caught:
@@ -695,7 +827,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(error), error.code)
     _setup_logging(settings.verbosity)
     try:
-        return run(settings, interfaces)
+        return run(settings, interfaces, _fast_start(settings, interfaces))
     except CommandError as error:
         _fail(str(error), error.code)
     except BaseException as error:  # the last line of defence: one line, no traceback

@@ -220,6 +220,10 @@ class Client:
         mtu: the interface MTU for option 57; default: read from the interface at each run.
         lease: a lease known from before (a lease file); the first run verifies it by
             INIT-REBOOT. Its times are on the Trio clock.
+        bound_lease: a lease just ACKed with this configuration but not applied yet (the
+            command's synchronous first exchange, `dhcp4c.faststart`), Trio clock: the first run
+            starts in BOUND with it, calls the callback with `(None, bound_lease)` and publishes
+            "bound", without sending anything. Exclusive with `lease`.
         callback: `async def callback(old, new)`, awaited before the client relies on a lease
             change (see `dhcp4c.netconfig`); its exceptions end `run()`.
         transport_factory: opens transports (default: the real sockets, `default_transport`).
@@ -247,6 +251,7 @@ class Client:
         hwaddr: bytes | None = None,
         mtu: int | None = None,
         lease: Lease | None = None,
+        bound_lease: Lease | None = None,
         callback: LeaseCallback | None = None,
         transport_factory: TransportFactory | None = None,
         rng: random.Random | None = None,
@@ -259,6 +264,8 @@ class Client:
             raise TypeError(f"unknown client configuration: {', '.join(sorted(unknown))}")
         if suspend_check <= 0:
             raise ValueError("suspend_check must be positive")
+        if lease is not None and bound_lease is not None:
+            raise ValueError("lease and bound_lease are exclusive")
         # Validate now, so that a bad option is a clear error at start-up, not a dead runnable.
         MachineConfig(hwaddr=hwaddr or _PLACEHOLDER_HWADDR, interface=interface, **config)
         self.interface = interface
@@ -277,6 +284,10 @@ class Client:
         # The lease the callback last applied (Trio clock); a lease given to the constructor was
         # applied by whoever saved it (the previous process).
         self._applied: Lease | None = lease
+        if bound_lease is not None:
+            self._held = bound_lease
+        # The first run resumes `bound_lease` without INIT-REBOOT (`Machine(verified=True)`).
+        self._verified = bound_lease is not None
         self._last_hwaddr: bytes | None = None
         self._machine: Machine | None = None
         self._wake: trio.MemorySendChannel[bytes | None] | None = None
@@ -463,7 +474,14 @@ class Client:
         config.setdefault("max_message_size", MachineConfig.max_message_size_for_mtu(mtu))
         machine_config = MachineConfig(hwaddr=hwaddr, interface=self.interface, **config)
         self._setup_clocks()
-        machine = Machine(machine_config, rng=self._rng, lease=self._held, link_up=self._carrier)
+        machine = Machine(
+            machine_config,
+            rng=self._rng,
+            lease=self._held,
+            link_up=self._carrier,
+            verified=self._verified,
+        )
+        self._verified = False
         self._machine = machine
         self._machine_drops_seen = Counter()
         return machine
@@ -503,6 +521,18 @@ class Client:
             self.stats.suspended = measured
         return now + self._skew
 
+    def _trio_time_for(self, deadline: float) -> float:
+        """The earliest Trio time at which the machine's clock has reached `deadline`.
+
+        `deadline - skew` can round to a time whose `now + skew` is a hair short of `deadline`:
+        the timer would fire, the machine would find it early and the loop would spin (forever
+        on a mock clock, which then never advances).
+        """
+        wake = deadline - self._skew
+        while wake + self._skew < deadline:
+            wake = math.nextafter(wake, math.inf)
+        return wake
+
     async def _loop(
         self,
         machine: Machine,
@@ -518,7 +548,7 @@ class Client:
             machine.handle_timer(self._now())
             await self._carry_out(machine, nursery)
             deadline = machine.next_deadline()
-            wake = math.inf if deadline is None else deadline - self._skew
+            wake = math.inf if deadline is None else self._trio_time_for(deadline)
             if machine.lease is not None:
                 wake = min(wake, trio.current_time() + self._suspend_check)
             with trio.move_on_at(wake):

@@ -30,9 +30,12 @@ States and transitions (the "rules banner", h11 style)::
                  expiry ---------------> INIT (LeaseLost "expired")
     REBOOTING    ACK, any server ------> BOUND (LeaseRenewed / LeaseChanged)
                  NAK, any server ------> INIT (LeaseLost "nak", backoff)
-                 deadline -------------> REBOOTING again, or after `max_request_tries` back to
-                                         BOUND / RENEWING / REBINDING by the lease's own timers
-                                         (RFC 2131 §3.2: the client MAY keep the unexpired lease)
+                 deadline -------------> REBOOTING again; after `max_request_tries`, if the
+                                         INIT-REBOOT followed a link-up: SELECTING (LeaseLost
+                                         "unconfirmed", DISCOVER asking for the old address);
+                                         after a start: back to BOUND / RENEWING / REBINDING by
+                                         the lease's own timers (RFC 2131 §3.2: the client MAY
+                                         keep the unexpired lease)
     BOUND, RENEWING, REBINDING  decline -> INIT (DECLINE, LeaseLost "declined", wait >= 10 s)
     any but STOPPED             stop ----> STOPPED (RELEASE + LeaseLost "released" if configured)
     lease-holding states        link_down -> INIT_REBOOT; others -> INIT (no sends while down)
@@ -65,9 +68,14 @@ Deliberate deviations from RFC 2131 (also listed in the package docstring):
 - Server values for T1/T2 are used only when 0 < T1 < T2 < lease; otherwise the 0.5 / 0.875
   defaults with ±2 % fuzz replace them. Leases over `LEASE_TIME_CAP` (including "infinite") last
   `LEASE_TIME_CAP` seconds.
+- A DECLINE waits at least 10 s (§3.1) and, like a NAK, doubles the backoff; declines are
+  forgotten only once a lease is renewed (or at start / link up), so a DECLINE storm slows down to
+  one attempt per `backoff_cap` (RFC 5227 §2.1.1 rate-limits hosts that keep finding conflicts).
 - A link going down while a lease is held moves to INIT_REBOOT and the next link-up verifies the
   lease with an INIT-REBOOT REQUEST (§3.2 "client may have moved to a new subnet"); without an
-  answer the lease is kept until its own timers say otherwise.
+  answer after `max_request_tries` the lease is dropped ("unconfirmed") and the client
+  discovers, asking for the old address (issue #6: the link may now lead elsewhere). After a
+  start with a known lease (crash-restart, lease file) silence keeps the lease instead (§3.2).
 - The broadcast flag is only ever set when ciaddr is 0 (RENEWING/REBINDING clients can receive
   unicast by definition).
 - A NAK in SELECTING is dropped (there is nothing to refuse yet), as is an ACK there without
@@ -193,6 +201,7 @@ class LossReason(str, enum.Enum):
     NAK = "nak"
     DECLINED = "declined"
     RELEASED = "released"
+    UNCONFIRMED = "unconfirmed"
 
 
 class Drop(str, enum.Enum):
@@ -391,6 +400,8 @@ class Machine:
         lease: a lease known from before (crash-restart, a lease file); `start` verifies it by
             INIT-REBOOT if it has not expired.
         link_up: whether the link is up now; later changes come through `link_up`/`link_down`.
+        verified: `lease` was just bound by another machine with this configuration (the
+            command's fast start): the first `start` resumes it (BOUND until T1) silently.
 
     Inputs are method calls carrying `now`; outputs are read with `pop_actions()`, and the shell
     calls `handle_timer(now)` once `now >= next_deadline()`. Keeping the machine free of I/O
@@ -405,12 +416,16 @@ class Machine:
         rng: random.Random,
         lease: Lease | None = None,
         link_up: bool = True,
+        verified: bool = False,
     ) -> None:
         self._config = config
         self._client_id = config.client_identifier
         self._rng = rng
         self._state = State.STOPPED
         self._lease = lease
+        # `lease` was just ACKed (the command's synchronous first exchange, dhcp4c.faststart):
+        # the first `start` resumes it in BOUND, with no LeaseBound, instead of INIT-REBOOT.
+        self._verified = verified and lease is not None
         self._link = link_up
         self._actions: list[Action] = []
         self._drops: Counter[str] = Counter()
@@ -425,7 +440,13 @@ class Machine:
         # INIT: when to discover (None while the link is down).
         self._wait_until: float | None = None
         self._failures = 0  # consecutive failures feeding the backoff
+        # DECLINEs since a lease last proved usable (renewed), or since start / link up: a bind
+        # resets `_failures`, so a DECLINE storm needs its own count to back off (issue #6).
+        self._declines = 0
         self._hint: IPv4Address | None = None  # option 50 for the next DISCOVER
+        # The INIT-REBOOT in progress follows a link coming back (not a start): the client may
+        # have been moved to another network, so silence means discovery (issue #6).
+        self._reboot_after_link = False
 
     # -- observers ----------------------------------------------------------------------------
 
@@ -481,7 +502,7 @@ class Machine:
     # -- inputs -------------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        """Start the client: verify a known lease (INIT-REBOOT) or discover.
+        """Start the client: verify a known lease (INIT-REBOOT), resume a verified one, or discover.
 
         Raises:
             InvalidTransition: unless STOPPED.
@@ -489,9 +510,13 @@ class Machine:
         if self._state is not State.STOPPED:
             raise InvalidTransition(f"start in {self._state.name}")
         self._failures = 0
+        self._declines = 0
         if self._lease is not None and self._lease.expiry <= now:
             self._lose(LossReason.EXPIRED)
-        if self._lease is not None:
+        verified, self._verified = self._verified, False
+        if self._lease is not None and verified and self._link:
+            self._resume_lease(now)
+        elif self._lease is not None:
             if self._link:
                 self._start_rebooting(now)
             else:
@@ -536,7 +561,18 @@ class Machine:
         self._lose(LossReason.DECLINED)
         self._hint = None
         self._failures += 1
-        self._enter_init(now, max(self._config.decline_wait, self._backoff()))
+        self._declines += 1
+        # RFC 2131 §3.1: at least `decline_wait` (10 s). Every DECLINE since the last lease that
+        # proved usable doubles the backoff, as NAKs do: a host whose every address is in use
+        # slows down (RFC 5227 §2.1.1 rate-limits such hosts) instead of taking and declining
+        # a lease every 10 s forever.
+        wait = backoff_delay(
+            max(self._failures, self._declines),
+            self._rng,
+            initial=self._config.backoff_initial,
+            cap=self._config.backoff_cap,
+        )
+        self._enter_init(now, max(self._config.decline_wait, wait))
 
     def link_down(self, now: float) -> None:
         """Report that the link went down: stop sending; keep the lease until it expires.
@@ -569,10 +605,12 @@ class Machine:
             return
         assert self._state in (State.INIT, State.INIT_REBOOT)
         self._failures = 0
+        self._declines = 0
         if self._state is State.INIT_REBOOT:
             assert self._lease is not None
             if now < self._lease.expiry:
                 self._start_rebooting(now)
+                self._reboot_after_link = True
                 return
             self._lose(LossReason.EXPIRED)
         self._start_selecting(now)
@@ -619,7 +657,14 @@ class Machine:
         elif state is State.REBINDING:
             self._send_request(now)
         elif state is State.REBOOTING:
-            if self._tries >= self._config.max_request_tries:
+            if self._tries >= self._config.max_request_tries and self._reboot_after_link:
+                # After the link came back the client may sit on another network (RFC 2131
+                # §3.2 "may have moved"): a silent network gets no benefit of the doubt, so it
+                # falls back to discovery, asking for the old address again (§4.4.1).
+                self._end_exchange()
+                self._lose(LossReason.UNCONFIRMED)
+                self._start_selecting(now)
+            elif self._tries >= self._config.max_request_tries:
                 # RFC 2131 §3.2: without an answer the client MAY keep using the unexpired
                 # lease; its own timers take over.
                 self._end_exchange()
@@ -756,10 +801,14 @@ class Machine:
         old = self._lease
         if old is None:
             self._actions.append(LeaseBound(lease))
-        elif old.same_configuration(lease):
-            self._actions.append(LeaseRenewed(lease))
         else:
-            self._actions.append(LeaseChanged(old, lease))
+            # The held lease survived until the server extended it: it is usable, so earlier
+            # DECLINEs no longer count.
+            self._declines = 0
+            if old.same_configuration(lease):
+                self._actions.append(LeaseRenewed(lease))
+            else:
+                self._actions.append(LeaseChanged(old, lease))
         self._lease = lease
         self._failures = 0
         self._hint = None
@@ -784,7 +833,7 @@ class Machine:
         lease = self._lease
         assert lease is not None
         self._actions.append(LeaseLost(lease, reason.value))
-        if reason is LossReason.EXPIRED:
+        if reason in (LossReason.EXPIRED, LossReason.UNCONFIRMED):
             # Asking for the old address again is allowed (RFC 2131 §4.4.1, option 50 in
             # DISCOVER) and often gets it back.
             self._hint = lease.address.ip
@@ -816,6 +865,7 @@ class Machine:
         self._send_discover(now)
 
     def _start_rebooting(self, now: float) -> None:
+        self._reboot_after_link = False
         self._new_exchange(now)
         self._state = State.REBOOTING
         self._send_request(now)

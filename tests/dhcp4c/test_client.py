@@ -7,6 +7,7 @@ machine. All on `autojump_clock` over the in-memory network with the in-process 
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dhcp4c.client import Client, interface_info
 from dhcp4c.lease import Lease
@@ -439,6 +442,24 @@ async def test_short_suspend_only_moves_the_timers(autojump_clock: trio.testing.
         assert n.requests(since=1)[0][0] == 120
         assert client.lease is not None and client.lease.address == IPv4Interface("192.0.2.100/24")
         scope.cancel()
+
+
+@given(
+    deadline=st.floats(0, 1e9, allow_nan=False),
+    skew=st.floats(0, 1e7, allow_nan=False),
+)
+def test_timers_wake_when_the_machine_clock_has_reached_the_deadline(
+    deadline: float, skew: float
+) -> None:
+    # `deadline - skew` may round so that `wake + skew < deadline`: the timer then fires early,
+    # the machine does nothing, and on a mock clock the loop spins forever (found by
+    # test_stateful after a 2.00001 s suspend).
+    client = Client("eth0")
+    client._skew = skew
+    wake = client._trio_time_for(deadline)
+    assert wake + skew >= deadline
+    # ...and not noticeably later.
+    assert wake - (deadline - skew) <= 4 * math.ulp(max(deadline, skew))
 
 
 # -- under a supervisor ------------------------------------------------------------------------

@@ -13,13 +13,33 @@ Modules: `ipudp` (pure IPv4/UDP framing and verification), `bpf` (the filter pro
 from __future__ import annotations
 
 from ipaddress import IPv4Address
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from dhcp4c.transport.ipudp import FrameError
-from dhcp4c.transport.packet import BroadcastTransport
-from dhcp4c.transport.udp import UnicastTransport
+if TYPE_CHECKING:
+    from dhcp4c.transport.ipudp import FrameError
+    from dhcp4c.transport.packet import BroadcastTransport
+    from dhcp4c.transport.udp import UnicastTransport
 
 __all__ = ["BroadcastTransport", "FrameError", "Transport", "UnicastTransport"]
+
+# Imported lazily (PEP 562): `packet` and `udp` import trio, and the command's synchronous first
+# exchange (`dhcp4c.faststart`) uses the pure `ipudp` and `bpf` before trio is imported.
+_LAZY = {
+    "FrameError": "dhcp4c.transport.ipudp",
+    "BroadcastTransport": "dhcp4c.transport.packet",
+    "UnicastTransport": "dhcp4c.transport.udp",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 class Transport(Protocol):
