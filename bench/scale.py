@@ -23,25 +23,14 @@ from __future__ import annotations
 import os
 import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_SRC = os.path.join(os.path.dirname(_HERE), "src")
+# `python -S` skips site-packages: `_paths` puts the environment's and the repository's source
+# on the path. A test may load this file by path: find `_paths` next to it, without leaving
+# bench/ on the path (bench/supervisor.py would shadow the package).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _paths
 
-
-def _purelib() -> str:
-    # Under -S, Python 3.11 leaves sys.prefix at the base interpreter even in a virtualenv, so
-    # find the virtualenv from the executable's pyvenv.cfg (as bench/lease.py does).
-    import sysconfig
-
-    venv = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
-    if os.path.exists(os.path.join(venv, "pyvenv.cfg")):
-        version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-        return os.path.join(venv, "lib", version, "site-packages")
-    return sysconfig.get_path("purelib")
-
-
-for _entry in (_purelib(), _SRC):
-    if _entry not in sys.path:
-        sys.path.insert(0, _entry)
+del sys.path[0]
+_paths.extend_path()
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402

@@ -55,6 +55,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
+from dhcp4c._netns import entered
+
 if TYPE_CHECKING:
     from dhcp4c.client import Client
 
@@ -108,8 +110,6 @@ _IFINFOMSG = struct.Struct("=BxHiII")  # family, pad, type, index, flags, change
 _RTATTR = struct.Struct("=HH")  # len, type
 _ERRNO = struct.Struct("=i")  # struct nlmsgerr: error (negative errno), then the request
 _RECEIVE_SIZE = 0x10000
-_CLONE_NEWNET = 0x40000000
-_NETNS_DIR = "/run/netns"
 
 
 def _align(length: int) -> int:
@@ -362,42 +362,6 @@ class LinkSource(Protocol):
     def close(self) -> None: ...
 
 
-def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)  # Python >= 3.12
-    if setns is not None:
-        setns(fd, _CLONE_NEWNET)
-        return
-    import ctypes
-    import ctypes.util
-
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, os.strerror(error))
-
-
-@contextlib.contextmanager
-def _entered(netns: str | None) -> Iterator[None]:
-    """The calling thread inside `netns` (a name under /run/netns or a path) for the block."""
-    if netns is None:
-        yield
-        return
-    path = netns if "/" in netns else os.path.join(_NETNS_DIR, netns)
-    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            _setns(original)
-    finally:
-        os.close(original)
-
-
 class LinkWatch:
     """A netlink socket subscribed to link changes, that asked for one interface's state.
 
@@ -427,7 +391,7 @@ class LinkWatch:
             ValueError: an invalid interface name.
         """
         getlink_request(ifname, 0)  # check the name before opening anything
-        with _entered(netns):
+        with entered(netns):
             raw = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         try:
             raw.bind((0, RTMGRP_LINK))

@@ -43,12 +43,9 @@ rest of the configuration. Deleting something already gone is not an error.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import logging
 import math
-import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from ipaddress import IPv4Interface
@@ -58,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from dhcp4c import leasefile, resolvconf
+from dhcp4c._netns import entered
 
 if TYPE_CHECKING:
     from dhcp4c.lease import Lease, Route
@@ -92,8 +90,6 @@ MAIN_TABLE = 254
 # 0xffffffff means "forever" and makes the kernel flag the address permanent; one less keeps it
 # dynamic (and so recognisably ours) for an "infinite" lease, about 136 years.
 _MAX_LIFETIME = 0xFFFF_FFFE
-_CLONE_NEWNET = 0x40000000
-_NETNS_DIR = "/run/netns"
 
 _IPRoute: Any = None
 # What a failed netlink request raises: pyroute2's NetlinkError (`code` = errno) is not an
@@ -155,45 +151,14 @@ def _reversing(*steps: LeaseCallback) -> LeaseCallback:
 # Worker-thread side: everything below until the callbacks runs in trio.to_thread.run_sync.
 
 
-def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)  # Python >= 3.12
-    if setns is not None:
-        setns(fd, _CLONE_NEWNET)
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-
-
-def _netns_path(netns: str) -> str:
-    return netns if "/" in netns else os.path.join(_NETNS_DIR, netns)
-
-
 @contextlib.contextmanager
 def _iproute(netns: str | None) -> Iterator[Any]:
     """Open an IPRoute in `netns` (None: the thread's own), for use in this thread only."""
     iproute = load_pyroute2()
-    if netns is None:
+    # setns(2) on this thread only, just for the socket() call. pyroute2's own netns=...
+    # forks a child per socket; forking a multi-threaded process is best avoided.
+    with entered(netns):
         ipr = iproute()
-    else:
-        # setns(2) on this thread only, just for the socket() call. pyroute2's own netns=...
-        # forks a child per socket; forking a multi-threaded process is best avoided.
-        original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            target = os.open(_netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(target)
-            finally:
-                os.close(target)
-            try:
-                ipr = iproute()
-            finally:
-                # A failure here would leave a pooled worker thread in the wrong namespace;
-                # it cannot happen for a process that could enter `target` a moment ago.
-                _setns(original)
-        finally:
-            os.close(original)
     try:
         yield ipr
     finally:

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
-import ctypes.util
 import itertools
 import json
 import os
@@ -43,7 +41,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
-from types import TracebackType
+
+from dhcp4c import _netns
+from dhcp4c._closing import Closing
 
 __all__ = [
     "Interface",
@@ -55,8 +55,6 @@ __all__ = [
     "require_netns",
 ]
 
-_CLONE_NEWNET = 0x40000000
-_NETNS_DIR = "/run/netns"
 _ETC_NETNS_DIR = "/etc/netns"
 _counter = itertools.count()
 _lock = threading.Lock()
@@ -77,17 +75,6 @@ def _ip(*args: str) -> str:
     if result.returncode != 0:
         raise NetnsError(f"ip {' '.join(args)}: {result.stderr.strip()}")
     return result.stdout
-
-
-def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)  # Python >= 3.12
-    if setns is not None:
-        setns(fd, _CLONE_NEWNET)
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
 
 
 def _delete(name: str) -> None:
@@ -117,7 +104,7 @@ class Namespace:
 
     @property
     def path(self) -> str:
-        return os.path.join(_NETNS_DIR, self.name)
+        return os.path.join(_netns.NETNS_DIR, self.name)
 
     def ip(self, *args: str) -> str:
         """Run `ip -n NAME ARGS...` and return its stdout; raise NetnsError on failure."""
@@ -147,21 +134,8 @@ class Namespace:
         Raises:
             OSError: when setns(2) fails (not root).
         """
-        # /proc/thread-self, not /proc/self: the namespace of this thread, which may already
-        # differ from the main thread's.
-        original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            target = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(target)
-            finally:
-                os.close(target)
-            try:
-                yield
-            finally:
-                _setns(original)
-        finally:
-            os.close(original)
+        with _netns.entered(self.path):
+            yield
 
     def socket(
         self,
@@ -202,7 +176,7 @@ class Interface:
         self.namespace.ip("link", "set", "dev", self.name, "up" if up else "down")
 
 
-class Topology:
+class Topology(Closing):
     """A set of namespaces and veth pairs that is removed as a whole.
 
     Args:
@@ -303,22 +277,11 @@ class Topology:
         while self.namespaces:
             _delete(self.namespaces.pop().name)
 
-    def __enter__(self) -> Topology:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def list_namespaces() -> list[str]:
     """Return the names of the namespaces under /run/netns."""
     try:
-        return sorted(os.listdir(_NETNS_DIR))
+        return sorted(os.listdir(_netns.NETNS_DIR))
     except FileNotFoundError:
         return []
 

@@ -46,10 +46,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from types import TracebackType
 from typing import Generic, Literal, NamedTuple, TypeVar
 
 import trio
+
+from dhcp4c._closing import AsyncClosing
 
 __all__ = [
     "Captured",
@@ -159,7 +160,7 @@ class _Inbox(Generic[_T]):
         self._lot.unpark_all()
 
 
-class MemoryTransport:
+class MemoryTransport(AsyncClosing):
     """A client-side `Transport` on a `MemoryLink`; open until `close()`."""
 
     def __init__(self, link: MemoryLink) -> None:
@@ -196,33 +197,6 @@ class MemoryTransport:
             self._inbox.close()
             self.link._transports.remove(self)
 
-    async def aclose(self) -> None:
-        """Close, as `close()`, with a checkpoint (for symmetry with BroadcastTransport)."""
-        self.close()
-        await trio.lowlevel.checkpoint()
-
-    def __enter__(self) -> MemoryTransport:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> MemoryTransport:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
 
 class MemoryLink:
     """A client's network interface on a `MemoryNetwork`, named by its hardware address.
@@ -250,7 +224,7 @@ class MemoryLink:
         return len(self._transports)
 
 
-class ServerEndpoint:
+class ServerEndpoint(AsyncClosing):
     """A server's port 67 on a `MemoryNetwork`; open until `close()`.
 
     Attributes:
@@ -291,17 +265,6 @@ class ServerEndpoint:
         if not self.closed:
             self._inbox.close()
             self.network._servers.remove(self)
-
-    def __enter__(self) -> ServerEndpoint:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class MemoryNetwork:

@@ -25,10 +25,10 @@ import socket
 import struct
 from collections import Counter
 from ipaddress import IPv4Address
-from types import TracebackType
 
 import trio
 
+from dhcp4c._closing import AsyncClosing
 from dhcp4c.transport.bpf import dhcp_client_filter, pack_program
 from dhcp4c.transport.ipudp import LIMITED_BROADCAST, FrameError, build_datagram, parse_datagram
 
@@ -57,7 +57,7 @@ def attach_filter(sock: socket.socket, program_bytes: bytes) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-class BroadcastTransport:
+class BroadcastTransport(AsyncClosing):
     """A packet socket on one interface sending and receiving DHCP client traffic.
 
     Args:
@@ -175,25 +175,3 @@ class BroadcastTransport:
         # socket open; it is delivered at the caller's next checkpoint instead.
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(self._stdlib_socket.close)
-
-    def __enter__(self) -> BroadcastTransport:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> BroadcastTransport:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

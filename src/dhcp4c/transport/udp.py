@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import socket
 from ipaddress import IPv4Address
-from types import TracebackType
 
 import trio
 
+from dhcp4c._closing import AsyncClosing
 from dhcp4c.transport.ipudp import CLIENT_PORT, LIMITED_BROADCAST, SERVER_PORT
 
 __all__ = ["UnicastTransport"]
@@ -23,7 +23,7 @@ __all__ = ["UnicastTransport"]
 _RECEIVE_SIZE = 0x10000
 
 
-class UnicastTransport:
+class UnicastTransport(AsyncClosing):
     """A UDP socket on `address`:68, bound to the interface `ifname`.
 
     Args:
@@ -91,30 +91,3 @@ class UnicastTransport:
             except RuntimeError:
                 # Outside Trio (a `finally` after trio.run): nobody can be waiting on it.
                 self._stdlib_socket.close()
-
-    async def aclose(self) -> None:
-        """Close, as `close()`, with a checkpoint (for symmetry with BroadcastTransport)."""
-        self.close()
-        await trio.lowlevel.checkpoint()
-
-    def __enter__(self) -> UnicastTransport:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> UnicastTransport:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
