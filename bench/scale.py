@@ -174,8 +174,6 @@ async def bind_all(
         TimeoutError: not all bound within `timeout` seconds (trio.TooSlowError).
     """
     namespace = network.client
-    if configure:
-        await trio.to_thread.run_sync(netconfig.load_pyroute2)  # imports are not per client
     with namespace.entered():
         info = {name: interface_info(name) for name in network.interfaces}
 

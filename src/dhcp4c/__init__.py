@@ -6,7 +6,7 @@ protocol as a pure state machine (RFC 2131 §4.4): inputs carry `now`, outputs a
 and lease events; `lease` turns an accepted DHCPACK into a sanitised `Lease`. `client` is the thin
 Trio shell (one restartable supervisor runnable per interface): it feeds datagrams from the
 `transport` package (AF_PACKET with a BPF filter while unconfigured, UDP once bound) and timers
-into the machine, carries its actions out, awaits the lease callback (`netconfig`, pyroute2) and
+into the machine, carries its actions out, awaits the lease callback (`netconfig`, rtnetlink) and
 publishes events to observers (`observe`); `linkwatch` follows the link over netlink (carrier,
 hardware address, removal) and drives the client accordingly. `leasefile` keeps leases across
 restarts, `cli` is the `dhcp4c` command (its fast start, `faststart` over the raw netlink of
@@ -53,7 +53,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 # Public names, imported lazily (PEP 562) so that `import dhcp4c` stays cheap for the command's
-# start-up: the codec, the client and pyroute2 are only loaded when first used.
+# start-up: the codec and the client are only loaded when first used.
 _EXPORTS: dict[str, str] = {
     "Message": "dhcp4c.message",
     "MessageError": "dhcp4c.message",

@@ -9,15 +9,15 @@ signals and exit codes. The protocol is the client's (`dhcp4c.client`), the kern
 `dhcp4c.netconfig`'s.
 
 Start-up time is part of the product (a client at boot waits for nothing else), so the module
-imports only the standard library at the top, and trio, the client and pyroute2 only once the
-arguments are known to be good. Importing trio (~80 ms) and pyroute2 (~50-100 ms) costs far more
-than a rapid-commit exchange (about a millisecond), so with one interface the first exchange runs
-before either, synchronously (`dhcp4c.faststart`, the same sans-IO machine), and the leased
-address is added with a single netlink request (`dhcp4c.rtnl`); the Trio client then starts
-from that lease in BOUND (`Client(bound_lease=...)`) and its callback adds routes, MTU,
-resolv.conf and the lease file. Without an answer within the first retransmission interval,
-or with several interfaces, a lease file, no carrier or `--no-fast-start`, the client does it
-all itself. `bench/lease.py` measures it (and the floors) side by side.
+imports only the standard library at the top, and trio and the client only once the arguments
+are known to be good. Importing trio (~80 ms) costs far more than a rapid-commit exchange (about
+a millisecond), so with one interface the first exchange runs before it, synchronously
+(`dhcp4c.faststart`, the same sans-IO machine), and the leased address is added with a single
+netlink request (`dhcp4c.rtnl`); the Trio client then starts from that lease in BOUND
+(`Client(bound_lease=...)`) and its callback adds routes, MTU, resolv.conf and the lease file.
+Without an answer within the first retransmission interval, or with several interfaces, a lease
+file, no carrier or `--no-fast-start`, the client does it all itself. `bench/lease.py` measures it
+(and the floors) side by side.
 
 Exit codes (also in `--help`):
     0  clean exit: a signal (SIGTERM/SIGINT) after a lease, or `--once` bound and configured
@@ -184,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="fast_start",
         action="store_false",
         help="(debugging) get the first lease with the Trio client, not the synchronous "
-        "exchange run before trio and pyroute2 are imported",
+        "exchange run before trio is imported",
     )
     run.add_argument(
         "--route-metric",
@@ -556,7 +556,7 @@ def _client(settings: Settings, interface: Interface, bound_lease: Lease | None 
     )
 
 
-# -- the fast start: the first lease before trio and pyroute2 are imported -------------------
+# -- the fast start: the first lease before trio is imported ---------------------------------
 
 
 def _running(interface: Interface) -> bool:
@@ -582,7 +582,7 @@ def _fast_start(
     It applies to one interface with a carrier, without a lease file to verify by INIT-REBOOT,
     not disabled by `--no-fast-start`. With kernel configuration the leased address is added
     (`dhcp4c.rtnl`) before returning; routes, MTU, resolv.conf and the lease file follow through
-    the client's callback once trio and pyroute2 are imported.
+    the client's callback once trio is imported.
 
     Returns:
         None when it did not apply, else the lease (times on `faststart.clock`; None when none
@@ -664,12 +664,8 @@ async def _serve(
     import trio
 
     import supervisor
-    from dhcp4c import linkwatch, netconfig
+    from dhcp4c import linkwatch
 
-    if settings.configure:
-        # pyroute2 takes ~100 ms to import: start now, in a thread, while the client sends its
-        # first DISCOVER and waits for the answer.
-        prewarm = netconfig.prewarm
     clients = {}
     taken: set[str] = set()
     bound_lease: Lease | None = None
@@ -726,8 +722,6 @@ async def _serve(
 
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
-            if settings.configure:
-                nursery.start_soon(prewarm)
             nursery.start_soon(watch_signals, scope)
             nursery.start_soon(wait_all_bound, scope)
             if settings.json:
@@ -787,10 +781,10 @@ def _setup_logging(verbosity: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     if verbosity < 2:
-        # Libraries' debug output (pyroute2 dumps every netlink message) only with -vv.
+        # Libraries' debug output only with -vv.
         def quiet_libraries(record: logging.LogRecord) -> bool:
             return record.levelno >= logging.WARNING or not record.name.startswith(
-                ("pyroute2", "asyncio")
+                ("asyncio", "trio")
             )
 
         handler.addFilter(quiet_libraries)

@@ -1,12 +1,12 @@
 """The command's first exchange, synchronous and before trio is imported.
 
-Importing trio takes ~80 ms and pyroute2 ~50-100 ms, while a DHCP exchange on a quiet link takes
-about a millisecond: a command that waits for both before sending its DISCOVER puts the address
-on the interface 3-5x later than it could. This module runs the first exchange with the standard
+Importing trio takes ~80 ms, while a DHCP exchange on a quiet link takes about a millisecond: a
+command that waits for it before sending its DISCOVER puts the address on the interface 3-5x
+later than it could. This module runs the first exchange with the standard
 library only (an AF_PACKET socket, `select`), drives the same sans-IO `dhcp4c.machine.Machine` as
 the Trio client, and adds the leased address with `dhcp4c.rtnl`. The Trio client then starts from
 that lease in BOUND (`Client(..., bound_lease=...)`), so the protocol goes on without a second
-DISCOVER; pyroute2 (routes, MTU, resolv.conf, lease file) comes after the address.
+DISCOVER; `dhcp4c.netconfig` (routes, MTU, resolv.conf, lease file) comes after the address.
 
 Invariants:
 - The clock is `time.perf_counter()`: the Lease returned has its times on it. Trio's clock is

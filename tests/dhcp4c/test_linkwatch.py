@@ -26,31 +26,33 @@ from dhcp4c.client import Client, default_transport, interface_info
 from dhcp4c.lease import Lease
 from dhcp4c.linkwatch import (
     HWADDR_CHANGED,
+    INTERFACE_GONE,
+    CarrierChanged,
+    HwaddrChanged,
+    LinkGone,
+    LinkTracker,
+    LinkWatch,
+    run_interface,
+)
+from dhcp4c.machine import State
+from dhcp4c.message import Message, MessageType
+from dhcp4c.observe import LeaseEvent, LeaseEventKind
+from dhcp4c.rtnl import (
     IFF_LOWER_UP,
     IFF_UP,
-    INTERFACE_GONE,
     NLMSG_DONE,
     NLMSG_ERROR,
     RTM_DELLINK,
     RTM_GETLINK,
     RTM_NEWLINK,
-    CarrierChanged,
-    HwaddrChanged,
     Link,
-    LinkGone,
-    LinkTracker,
-    LinkWatch,
     NetlinkMessage,
     NetlinkParseError,
     getlink_request,
     parse_error,
     parse_link,
     parse_messages,
-    run_interface,
 )
-from dhcp4c.machine import State
-from dhcp4c.message import Message, MessageType
-from dhcp4c.observe import LeaseEvent, LeaseEventKind
 from dhcp4c.testing import netns
 from dhcp4c.testing.server import Exchange, ServerConfig, ServerCore, classify
 from dhcp4c.testing.server_net import serve_memory, serve_udp

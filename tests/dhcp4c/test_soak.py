@@ -160,9 +160,9 @@ SERVER = IPv4Interface("10.79.0.1/24")
 NETWORK = IPv4Network("10.79.0.0/24")
 SOAK_SECONDS = float(os.environ.get("DHCP4C_SOAK_SECONDS", "120"))
 T1, T2 = 4, 7
-# RSS growth allowed between the second renewal and the end. pyroute2 (netconfig's kernel
-# calls) keeps warming caches over its first few dozen calls: +0.5-0.6 MiB over 30 renewals
-# here, slowing down, with our own heap flat (checked exactly below). A leaked socket per
+# RSS growth allowed between the second renewal and the end: the allocator and interpreter
+# caches may still settle a little (pyroute2, which netconfig used before, grew +0.5-0.6 MiB
+# over 30 renewals here), with our own heap flat (checked exactly below). A leaked socket per
 # renewal would show as 30 fds.
 RSS_SLACK_KIB = 2048
 FD_SLACK = 1
@@ -236,9 +236,9 @@ async def test_soak_dnsmasq_real_time(
                 with trio.fail_after(20):
                     await client.wait_bound()
                     tracemalloc.start()
-                    # Measure from the second renewal on: imports and first-use caches
-                    # (pyroute2, the unicast socket) are behind us by then, and the traced
-                    # heap holds the steady state (the current lease and its timers).
+                    # Measure from the second renewal on: imports and first-use caches (the
+                    # netlink worker threads, the unicast socket) are behind us by then, and the
+                    # traced heap holds the steady state (the current lease and its timers).
                     while recorder.kinds().count(LeaseEventKind.RENEWED) < 2:
                         await trio.sleep(0.05)
                 gc.collect()
