@@ -63,6 +63,8 @@ from supervisor import Signal as SupervisorSignal
 from supervisor.testing import harness
 
 # -- netlink bytes ------------------------------------------------------------------------------
+# The parser is `dhcp4c.rtnl`'s; its link messages are tested here, as the watch reads them,
+# next to the helpers that the watch's socket tests below share.
 
 HW = bytes.fromhex("020000000001")
 HW2 = bytes.fromhex("020000000099")
