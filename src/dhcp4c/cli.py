@@ -523,13 +523,25 @@ def _client(settings: Settings, interface: Interface, bound_lease: Lease | None 
         raise CommandError(str(error), EXIT_USAGE) from None
     extra: list[LeaseCallback] = []
     lease = None
+    made: list[Client] = []
+
+    def owner() -> tuple[bytes, bytes | None]:
+        # The hardware address may have changed since the start (linkwatch): save the lease
+        # under the one it was got with, and the client identifier that follows from it.
+        current = (made[0].hwaddr if made else None) or hwaddr
+        if current == hwaddr:
+            return hwaddr, client_id
+        return current, MachineConfig(hwaddr=current, interface=name, **config).client_identifier
+
     if settings.lease_dir is not None:
         path = leasefile.lease_path(settings.lease_dir, name)
         lease = leasefile.load(path, name, hwaddr, trio.current_time(), client_id=client_id)
         if lease is not None:
             _logger().info("%s: trying %s from %s again", name, lease.address, path)
         extra.append(
-            netconfig.lease_file_callback(path, ifname=name, hwaddr=hwaddr, client_id=client_id)
+            netconfig.lease_file_callback(
+                path, ifname=name, hwaddr=hwaddr, client_id=client_id, owner=owner
+            )
         )
     callback: LeaseCallback
     if settings.configure:
@@ -545,7 +557,7 @@ def _client(settings: Settings, interface: Interface, bound_lease: Lease | None 
         if settings.resolv_conf is not None:
             extra.insert(0, netconfig.resolv_conf_callback(settings.resolv_conf, ifname=name))
         callback = netconfig.compose(*extra)
-    return Client(
+    client = Client(
         name,
         hwaddr=hwaddr,
         mtu=interface.mtu,
@@ -554,6 +566,8 @@ def _client(settings: Settings, interface: Interface, bound_lease: Lease | None 
         callback=callback,
         **config,
     )
+    made.append(client)
+    return client
 
 
 # -- the fast start: the first lease before trio is imported ---------------------------------

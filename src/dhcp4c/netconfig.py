@@ -369,9 +369,20 @@ def lease_file_callback(
     ifname: str,
     hwaddr: bytes,
     client_id: bytes | None = None,
+    owner: Callable[[], tuple[bytes, bytes | None]] | None = None,
     clock: Callable[[], float] = trio.current_time,
 ) -> LeaseCallback:
     """Save each new lease to `path` (see `dhcp4c.leasefile`); remove the file on loss.
+
+    Args:
+        path: the lease file.
+        ifname, hwaddr, client_id: whom the lease belongs to (`leasefile.load` refuses a file
+            written for another).
+        owner: when given, called at each save for the current (hwaddr, client_id), instead of
+            `hwaddr` and `client_id`: the interface's hardware address may change while the
+            client runs (`dhcp4c.linkwatch`), and a lease got after the change belongs to the
+            new one.
+        clock: the clock the lease's times are on (Trio's).
 
     Failures are logged, not raised: without the file the next start only costs a DISCOVER.
     """
@@ -382,9 +393,10 @@ def lease_file_callback(
                 await trio.to_thread.run_sync(leasefile.remove, path)
             else:
                 now = clock()
+                mac, cid = owner() if owner is not None else (hwaddr, client_id)
                 await trio.to_thread.run_sync(
                     lambda: leasefile.save(
-                        path, new, ifname=ifname, hwaddr=hwaddr, client_id=client_id, now_trio=now
+                        path, new, ifname=ifname, hwaddr=mac, client_id=cid, now_trio=now
                     )
                 )
         except OSError as error:

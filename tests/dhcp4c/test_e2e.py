@@ -783,6 +783,31 @@ def test_link_changes_under_the_command(net: Net, needs_dnsmasq: None) -> None:
         assert "Traceback" not in command.log()
 
 
+def test_a_new_mac_starts_over_and_its_lease_file_follows(net: Net, needs_dnsmasq: None) -> None:
+    lease_dir = net.tmp / "leases"
+    new_mac = "02:00:00:00:4e:77"
+    with dnsmasq(net) as server:
+        with Command(net, "--lease-dir", str(lease_dir)) as command:
+            command.wait_for("bound", 20)
+            net.client.ip("link", "set", "dev", CLIENT_IF, "address", new_mac)
+            lost = command.next_event(10)
+            assert (lost["event"], lost["reason"]) == ("lost", "hwaddr-changed"), command.log()
+            again = command.next_event(20)
+            assert again["event"] == "bound", command.log()
+            saved = json.loads((lease_dir / f"{CLIENT_IF}.lease").read_text())
+            assert saved["hardware_address"] == new_mac  # the lease belongs to the new MAC
+            assert command.signal(signal.SIGTERM) == 0
+        # A restart with the new MAC trusts the file: INIT-REBOOT, no discovery.
+        log_offset = len(server.log_text())
+        with Command(net, "--lease-dir", str(lease_dir)) as second:
+            event = second.next_event(20)
+            assert (event["event"], event["address"]) == ("bound", again["address"]), second.log()
+            assert "trying" in second.log()
+            assert second.signal(signal.SIGTERM) == 0
+        log = server.log_text()[log_offset:]
+        assert "DHCPREQUEST" in log and "DHCPDISCOVER" not in log
+
+
 # --- error paths ------------------------------------------------------------------------------
 
 

@@ -198,6 +198,22 @@ async def test_lease_file_callback(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+async def test_lease_file_follows_a_new_hardware_address(tmp_path: Path) -> None:
+    # After a MAC change (linkwatch) the lease belongs to the new address and client id.
+    path = leasefile.lease_path(tmp_path, IFNAME)
+    current = [(HWADDR, b"\x01old")]
+    callback = netconfig.lease_file_callback(
+        path, ifname=IFNAME, hwaddr=HWADDR, client_id=b"\x01old", owner=lambda: current[0]
+    )
+    await callback(None, make_lease(trio.current_time()))
+    assert leasefile.load(path, IFNAME, HWADDR, trio.current_time(), client_id=b"\x01old")
+    new_mac = bytes.fromhex("020000000077")
+    current[0] = (new_mac, b"\x01new")
+    await callback(None, make_lease(trio.current_time()))
+    assert leasefile.load(path, IFNAME, new_mac, trio.current_time(), client_id=b"\x01new")
+    assert not leasefile.load(path, IFNAME, HWADDR, trio.current_time(), client_id=b"\x01old")
+
+
 # -- real kernel --------------------------------------------------------------------------------
 
 
