@@ -26,7 +26,12 @@ def purelib() -> str:
 
 
 def extend_path() -> None:
-    """Put site-packages and `src` first on `sys.path` (once)."""
+    """Put site-packages and `src` first on `sys.path`, ahead of the script's own directory.
+
+    First even when already present (an editable install puts `src` last): `bench/supervisor.py`
+    must not shadow the `supervisor` package.
+    """
     for entry in (purelib(), SRC):
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
+        while entry in sys.path:
+            sys.path.remove(entry)
+        sys.path.insert(0, entry)

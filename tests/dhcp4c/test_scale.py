@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -59,3 +60,19 @@ async def test_two_hundred_interfaces_bind(
     assert not set(names) & set(netns.list_namespaces())
     mine = f"{bench.PREFIX}-{os.getpid()}-"
     assert not [name for name in netns.list_namespaces() if name.startswith(mine)]
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("flags", [[], ["-S"]], ids=["site", "no-site"])
+def test_the_script_runs_as_the_benches_are_run(bench: Any, flags: list[str]) -> None:
+    # `./dev bench` runs `python bench/scale.py` (site on: the editable install puts src on the
+    # path after bench/, whose supervisor.py must not shadow the package); `python -S` as the
+    # docstring shows. A few interfaces: the script's path set-up and its end-to-end run.
+    result = subprocess.run(
+        [sys.executable, *flags, str(BENCH), "--count", "3", "--timeout", "30"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(3 addresses on the interfaces)" in result.stdout
