@@ -517,8 +517,12 @@ def _client(settings: Settings, interface: Interface, bound_lease: Lease | None 
 
     config = _machine_settings(settings)
     name, hwaddr = interface.name, interface.hwaddr
+
+    def identity(mac: bytes) -> bytes:
+        return MachineConfig(hwaddr=mac, interface=name, **config).client_identifier
+
     try:
-        client_id = MachineConfig(hwaddr=hwaddr, interface=name, **config).client_identifier
+        client_id = identity(hwaddr)
     except ValueError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
     extra: list[LeaseCallback] = []
@@ -529,9 +533,7 @@ def _client(settings: Settings, interface: Interface, bound_lease: Lease | None 
         # The hardware address may have changed since the start (linkwatch): save the lease
         # under the one it was got with, and the client identifier that follows from it.
         current = (made[0].hwaddr if made else None) or hwaddr
-        if current == hwaddr:
-            return hwaddr, client_id
-        return current, MachineConfig(hwaddr=current, interface=name, **config).client_identifier
+        return current, identity(current)
 
     if settings.lease_dir is not None:
         path = leasefile.lease_path(settings.lease_dir, name)

@@ -470,20 +470,37 @@ def parse_error(message: NetlinkMessage) -> int:
     return -int(_ERRNO.unpack_from(message.payload)[0])
 
 
-def parse_ack(data: bytes, seq: int) -> int | None:
-    """Read the kernel's answer to request `seq`.
+def parse_ack(data: bytes, seq: int, answer: list[NetlinkMessage] | None = None) -> int | None:
+    """Read one datagram of the kernel's answer to request `seq`.
+
+    Messages for other requests (a late answer to one that timed out) are skipped. The answer
+    ends with its NLMSG_ERROR (the ACK, or the refusal), with NLMSG_DONE after a dump, or with
+    a single reply that is not multipart (RTM_GETLINK by name: no ACK follows).
+
+    Args:
+        data: the datagram.
+        seq: the request's sequence number.
+        answer: where the answer's messages (not the ACK or NLMSG_DONE) are appended, if given.
 
     Returns:
-        0 for success, a positive errno for a refusal, None when `data` holds no NLMSG_ERROR
-        for `seq` (another message: keep reading).
+        0 when the answer is complete and successful, a positive errno for a refusal, None when
+        it goes on in the next datagram (keep reading).
 
     Raises:
         NetlinkError: EPROTO when the bytes are not well-formed netlink.
     """
     try:
         for message in parse_messages(data):
-            if message.type == NLMSG_ERROR and message.seq == seq:
+            if message.seq != seq:
+                continue
+            if message.type == NLMSG_ERROR:
                 return parse_error(message)
+            if message.type == NLMSG_DONE:
+                return 0
+            if answer is not None:
+                answer.append(message)
+            if not message.flags & NLM_F_MULTI:
+                return 0
     except NetlinkParseError as error:
         raise NetlinkError(_errno.EPROTO, f"malformed netlink answer: {error}") from None
     return None
@@ -534,26 +551,12 @@ class Rtnl(Closing):
         self._sock.send(request)
         answer: list[NetlinkMessage] = []
         while True:
-            try:
-                messages = parse_messages(self._sock.recv(_RECEIVE_SIZE))
-            except NetlinkParseError as error:
-                raise NetlinkError(_errno.EPROTO, f"{what}: malformed answer: {error}") from None
-            for message in messages:
-                if message.seq != seq:
-                    continue  # a late answer to an earlier request that timed out
-                if message.type == NLMSG_ERROR:
-                    try:
-                        code = parse_error(message)
-                    except NetlinkParseError as error:
-                        raise NetlinkError(_errno.EPROTO, f"{what}: {error}") from None
-                    if code:
-                        raise NetlinkError(code, f"{what}: {os.strerror(code)}")
-                    return answer
-                if message.type == NLMSG_DONE:
-                    return answer
-                answer.append(message)
-                if not message.flags & NLM_F_MULTI:
-                    return answer  # a single answer (RTM_GETLINK by name): no ACK follows
+            code = parse_ack(self._sock.recv(_RECEIVE_SIZE), seq, answer)
+            if code is None:
+                continue
+            if code:
+                raise NetlinkError(code, f"{what}: {os.strerror(code)}")
+            return answer
 
     def link(self, ifname: str) -> Link | None:
         """The link named `ifname`, or None when there is none.

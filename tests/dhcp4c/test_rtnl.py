@@ -76,6 +76,18 @@ def test_parse_ack() -> None:
     assert rtnl.parse_ack(b"", 3) is None
 
 
+def test_parse_ack_collects_a_dump_until_done() -> None:
+    multi = struct.pack("=IHHII", 20, 20, 0x2, 3, 0) + bytes(4)  # RTM_NEWADDR, NLM_F_MULTI
+    late = struct.pack("=IHHII", 20, 20, 0x2, 2, 0) + bytes(4)  # an earlier request's
+    done = struct.pack("=IHHII", 20, 3, 0x2, 3, 0) + bytes(4)  # NLMSG_DONE
+    answer: list[rtnl.NetlinkMessage] = []
+    assert rtnl.parse_ack(late + multi + multi, 3, answer) is None  # more to come
+    assert rtnl.parse_ack(multi + done, 3, answer) == 0
+    assert [(m.type, m.seq) for m in answer] == [(20, 3)] * 3
+    single = struct.pack("=IHHII", 20, 16, 0, 3, 0) + bytes(4)  # RTM_NEWLINK, not multipart
+    assert rtnl.parse_ack(single, 3, answer) == 0
+
+
 @pytest.mark.parametrize(
     "data",
     [
