@@ -29,23 +29,32 @@ import contextvars
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import trio
 
 from supervisor import tree
 from supervisor.backoff import Backoff
+from supervisor.limits import RestartLimit
 from supervisor.observe import Observer, StateChange
-from supervisor.states import NodeState, Signal
-from supervisor.tree import Node, Runnable
+from supervisor.snapshot import NodeSnapshot, take_snapshot
+from supervisor.states import NodeState, Restart, Signal
+from supervisor.tree import Child, ExitPlan, Node, Runnable
+
+if TYPE_CHECKING:
+    from trio_util import AsyncValue
 
 __all__ = [
     "Handle",
     "dn",
+    "handle",
     "logger",
     "run",
     "run_group",
     "signal",
+    "snapshot",
+    "start_child",
+    "stop_child",
     "sub_logger",
     "supervise",
 ]
@@ -90,6 +99,7 @@ class _Runtime:
     __slots__ = (
         "backoff",
         "failure",
+        "handle",
         "nursery",
         "observers",
         "propagate",
@@ -97,6 +107,8 @@ class _Runtime:
         "root",
         "settle_event",
         "stopping",
+        "values",
+        "waiters",
     )
 
     def __init__(
@@ -108,8 +120,9 @@ class _Runtime:
         backoff: Backoff,
         rng: random.Random,
         observers: list[Observer],
+        limit: RestartLimit | None,
     ) -> None:
-        self.root = tree.new_root(root_fn)
+        self.root = tree.new_root(root_fn, limit)
         self.nursery = nursery
         self.propagate = propagate
         self.backoff = backoff
@@ -118,10 +131,19 @@ class _Runtime:
         self.stopping = False
         self.failure: BaseException | None = None
         self.settle_event: trio.Event | None = None
+        #: Awaitable states by dn, created on demand (`Handle.watch`).
+        self.values: dict[str, AsyncValue[NodeState | None]] = {}
+        #: `stop_child` callers waiting for a finished node's subtree to exit.
+        self.waiters: dict[Node, trio.Event] = {}
+        self.handle = Handle(self)
 
     # -- transitions -------------------------------------------------------------------------
 
     def emit(self, node: Node, old: NodeState | None, new: NodeState) -> None:
+        if self.values:
+            value = self.values.get(node.dn())
+            if value is not None:
+                value.value = new
         if not self.observers:
             return
         change = StateChange(node.dn(), old, new, trio.current_time())
@@ -131,12 +153,13 @@ class _Runtime:
             except Exception:
                 _log.exception("state observer %r failed on %s", observer, change)
 
-    def spawn(self, node: Node, at: float | None) -> None:
+    def spawn(self, node: Node, at: float | None, now: float) -> None:
         """Start a task for `node`, running its function at once or at time `at`."""
         node.scope = trio.CancelScope()
+        node.since = now
         tree.task_started(node, pending=True)
         self.nursery.start_soon(self.node_task, node, at, name="supervisor node")
-        if node.state is NodeState.NEW and self.observers:
+        if node.state is NodeState.NEW and (self.observers or self.values):
             # A first incarnation is NEW from its declaration; a restart when it starts.
             self.emit(node, None, NodeState.NEW)
 
@@ -154,6 +177,7 @@ class _Runtime:
                     await trio.lowlevel.checkpoint_if_cancelled()
                 if node.state is NodeState.NEW and self.settle_event is None:
                     node.pending = False  # the common case of `started`, inlined
+                    node.starts += 1
                 else:
                     self.started(node)
                 await node.fn()
@@ -165,7 +189,7 @@ class _Runtime:
         except BaseException as exc:
             fatal, _ = _split(exc, _is_fatal)
             if fatal is not None:
-                self.exited(node, NodeState.DEAD, stop=True)
+                self.exited(node, NodeState.DEAD, exc, stop=True)
                 self.fail(exc)
                 return
             cancelled, rest = _split(exc, _is_cancelled)
@@ -176,17 +200,19 @@ class _Runtime:
                 raise cancelled from None
             self.died(node, exc)
         else:
-            if scope.cancelled_caught:
-                self.exited(node, NodeState.CANCELED)
-            elif node.done_signalled:
+            if scope.cancelled_caught or (scope.cancel_called and not node.done_signalled):
+                if node.failure is not None:
+                    # Killed because a child's restart limit was exceeded: a death of its own.
+                    logging.getLogger(node.dn()).error("runnable died: %s", node.failure)
+                    self.exited(node, NodeState.DEAD, node.failure)
+                else:
+                    self.exited(node, NodeState.CANCELED)
+            elif node.done_signalled or node.restart is not Restart.PERMANENT:
                 self.exited(node, NodeState.DONE)
-            elif scope.cancel_called:
-                self.exited(node, NodeState.CANCELED)
             else:
-                logging.getLogger(node.dn()).error(
-                    "runnable returned while %s, without signalling DONE", node.state.name
-                )
-                self.exited(node, NodeState.DEAD)
+                message = f"runnable returned while {node.state.name}, without signalling DONE"
+                logging.getLogger(node.dn()).error(message)
+                self.exited(node, NodeState.DEAD, RuntimeError(message))
         finally:
             if self.settle_event is not None:
                 self.settled_changed()
@@ -195,46 +221,81 @@ class _Runtime:
         old = node.state
         node.pending = False
         node.state = NodeState.NEW
+        node.starts += 1
+        if node.history is not None:
+            node.history.resume_at = None
+        if old is not NodeState.NEW:
+            node.since = trio.current_time()
         if self.settle_event is not None:
             self.settled_changed()
-        if old is not NodeState.NEW and self.observers:
+        if old is not NodeState.NEW and (self.observers or self.values):
             self.emit(node, old, NodeState.NEW)
 
     def died(self, node: Node, exc: BaseException) -> None:
         if self.propagate:
-            self.exited(node, NodeState.DEAD, stop=True)
+            self.exited(node, NodeState.DEAD, exc, stop=True)
             self.fail(exc)
             return
         logging.getLogger(node.dn()).error("runnable died", exc_info=exc)
-        self.exited(node, NodeState.DEAD)
+        self.exited(node, NodeState.DEAD, exc)
 
-    def exited(self, node: Node, state: NodeState, *, stop: bool = False) -> None:
+    def exited(
+        self,
+        node: Node,
+        state: NodeState,
+        error: BaseException | None = None,
+        *,
+        stop: bool = False,
+    ) -> None:
         if stop:
             self.stopping = True
         old = node.state
-        plan = tree.on_exit(node, state, restarts=not self.stopping)
-        self.emit(node, old, state)
+        now = trio.current_time()
+        node.since = now
+        plan = tree.on_exit(node, state, now=now, error=error, restarts=not self.stopping)
+        if self.observers or self.values:
+            self.emit(node, old, state)
+        self.carry_out(plan, now)
+
+    def carry_out(self, plan: ExitPlan, now: float) -> None:
+        for dead, old in plan.died:
+            dead.since = now
+            logging.getLogger(dead.dn()).error("runnable died: %s", plan_error(dead))
+            if self.observers or self.values:
+                self.emit(dead, old, NodeState.DEAD)
         for victim in plan.cancel:
             assert victim.scope is not None
             victim.scope.cancel()
+        for finished in plan.ended:
+            if finished.dynamic and self.values:
+                value = self.values.get(finished.dn())
+                if value is not None:
+                    value.value = None
+            event = self.waiters.pop(finished, None)
+            if event is not None:
+                event.set()
         for target in plan.restart:
-            self.restart(target)
+            self.restart(target, now)
+        if plan.fail is not None:
+            self.fail(plan.fail)
 
-    def restart(self, old: Node) -> None:
+    def restart(self, old: Node, now: float) -> None:
         interval = old.interval
         at = None
         if old.state is NodeState.DEAD:
             # Only unexpected deaths back off (Monogon: "not when it got canceled").
             delay, interval = self.backoff.next(interval, self.rng)
-            at = trio.current_time() + delay
+            at = now + delay
             _log.info("restarting %s in %.3f s (backoff)", old.dn(), delay)
         else:
             _log.info("restarting %s (was %s)", old.dn(), old.state.name)
         new = tree.replacement(old)
         new.interval = interval
+        assert new.history is not None
+        new.history.resume_at = at
         if new.parent is None:
             self.root = new
-        self.spawn(new, at)
+        self.spawn(new, at, old.since)
 
     def fail(self, exc: BaseException) -> None:
         """Stop the tree and make `supervise` raise `exc` (the first one wins)."""
@@ -248,6 +309,22 @@ class _Runtime:
         if event is not None:
             self.settle_event = None
             event.set()
+
+    def find(self, dn: str) -> Node | None:
+        names = dn.split(".")
+        node: Node | None = self.root
+        if names[0] != node.name:
+            return None
+        for name in names[1:]:
+            children = node.children
+            node = children.get(name) if children else None
+            if node is None:
+                return None
+        return node
+
+
+def plan_error(node: Node) -> BaseException | None:
+    return node.history.last_error if node.history is not None else None
 
 
 class Handle:
@@ -269,6 +346,13 @@ class Handle:
         """Sorted dns of the nodes that have a task (running, or waiting out a backoff)."""
         return sorted(node.dn() for node in self._runtime.root.walk() if node.running)
 
+    def snapshot(self) -> NodeSnapshot:
+        """The whole tree now: states, counters, last exits, times (see `supervisor.snapshot`).
+
+        Print it with `format_tree(snapshot)`, or serialise it with `snapshot.to_json()`.
+        """
+        return take_snapshot(self._runtime.root, trio.current_time())
+
     def subscribe(self, observer: Observer) -> None:
         """Call `observer` at every state change from now on (see `supervisor.observe`)."""
         self._runtime.observers.append(observer)
@@ -277,13 +361,56 @@ class Handle:
         """Stop calling `observer`. Raises ValueError if it was not subscribed."""
         self._runtime.observers.remove(observer)
 
+    def watch(self, dn: str) -> AsyncValue[NodeState | None]:
+        """The state of the node `dn` as a `trio_util.AsyncValue`, kept current from now on.
+
+        Args:
+            dn: a dotted name, e.g. `root.net.dhcp`; the node need not exist yet.
+
+        Returns:
+            The same value object for the same dn: its `value` is the node's state, or None
+            while no node has that dn (not declared yet, or a stopped dynamic child). Await
+            `value.wait_value(NodeState.HEALTHY)`, iterate `value.transitions()`, and so on.
+
+        The value follows the name across restarts. Watching costs a dict lookup per state
+        change while any value exists; values are never dropped for the life of the tree.
+        """
+        runtime = self._runtime
+        value = runtime.values.get(dn)
+        if value is None:
+            from trio_util import AsyncValue
+
+            node = runtime.find(dn)
+            value = AsyncValue(node.state if node is not None else None)
+            runtime.values[dn] = value
+        return value
+
+    async def wait_state(self, dn: str, *states: NodeState) -> NodeState:
+        """Wait until the node `dn` is in one of `states` (at once if it is); return the state.
+
+        Args:
+            dn: a dotted name; the node need not exist yet.
+            states: the states to wait for (at least one).
+
+        Raises:
+            ValueError: no state given.
+        """
+        if not states:
+            raise ValueError("wait_state needs at least one state")
+        wanted = frozenset(states)
+        value = self.watch(dn)
+        await value.wait_value(lambda state: state in wanted)
+        state = value.value
+        assert state is not None
+        return state
+
     async def wait_settled(self) -> None:
         """Wait until the tree is *settled*.
 
         Settled means all three of:
-        - no restart is owed: no node in the tree is DEAD or CANCELED, or DONE and cancelled
-          by the tree (a node that wants a restart stays in the tree until its whole subtree
-          has exited and it is replaced);
+        - no restart is owed: no unfinished node in the tree is DEAD or CANCELED, or DONE and
+          cancelled by the tree (a node that wants a restart stays in the tree until its whole
+          subtree has exited and it is replaced);
         - no node is waiting to start: no restart waiting out its backoff, no declared child
           whose task has not run yet;
         - every task in this Trio run is blocked (`trio.testing.wait_all_tasks_blocked`).
@@ -319,6 +446,7 @@ async def supervise(
     backoff: Backoff = Backoff(),  # noqa: B008 (frozen, immutable)
     rng: random.Random | None = None,
     observers: Iterable[Observer] = (),
+    limit: RestartLimit | None = None,
     task_status: trio.TaskStatus[Handle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a supervision tree with `root_fn` as its root runnable, until cancelled.
@@ -330,6 +458,8 @@ async def supervise(
         backoff: the restart backoff policy for DEAD nodes.
         rng: the jitter source for the backoff (default: a fresh `random.Random()`).
         observers: callbacks for every state change (see `supervisor.observe`).
+        limit: the root's restart limit; beyond it the tree ends (default: none, the root
+            restarts forever, as in Monogon).
         task_status: for `nursery.start`; `started()` receives the tree's `Handle`.
 
     Returns:
@@ -337,6 +467,8 @@ async def supervise(
         cancelled (no restarts) and `supervise` returns once all have exited.
 
     Raises:
+        RestartLimitExceeded: the root died more often than `limit` allows (a failure that
+            climbed the tree, or the root's own); `__cause__` is the last exception.
         BaseException: with `propagate_exceptions`, a runnable's exception; and always a
             `KeyboardInterrupt`, `SystemExit` or other non-`Exception` a runnable raised.
 
@@ -352,9 +484,10 @@ async def supervise(
             backoff=backoff,
             rng=rng if rng is not None else random.Random(),
             observers=list(observers),
+            limit=limit,
         )
-        runtime.spawn(runtime.root, None)
-        task_status.started(Handle(runtime))
+        runtime.spawn(runtime.root, None, trio.current_time())
+        task_status.started(runtime.handle)
         await trio.sleep_forever()
     # Only reached when the runtime cancelled its own nursery: a failure to propagate.
     assert runtime.failure is not None
@@ -372,37 +505,109 @@ def _node() -> Node:
     return node
 
 
-def run(name: str, fn: Runnable) -> None:
+def run(
+    name: str,
+    fn: Runnable,
+    *,
+    restart: Restart = Restart.PERMANENT,
+    limit: RestartLimit | None = None,
+) -> None:
     """Declare a child runnable in a group of its own (one-for-one).
 
     Args:
         name: the child's name, `^[a-z0-9_]{1,64}$`, unique among children and sub-loggers.
         fn: the child's runnable.
+        restart: when it runs again (`Restart`; default PERMANENT).
+        limit: at most this many deaths per period; beyond, the caller dies instead.
 
     Raises:
         RuntimeError: not called from a runnable, or the caller is no longer NEW.
         ValueError: the name is invalid or taken.
     """
-    run_group({name: fn})
+    node = _node()
+    child = tree.declare_one(node, name, fn, restart, limit)
+    _runtime.get().spawn(child, None, trio.current_time())
 
 
-def run_group(runnables: Mapping[str, Runnable]) -> None:
+def run_group(
+    runnables: Mapping[str, Runnable | Child],
+    *,
+    limit: RestartLimit | None = None,
+) -> None:
     """Declare children that live and die together: when one dies, the others are cancelled.
 
     Args:
-        runnables: name to runnable; names as for `run`.
+        runnables: name to runnable, or to `Child(fn, restart=..., limit=...)`; names as for
+            `run`.
+        limit: the group's restart limit: deaths of any member count; beyond it, no member
+            runs again and the caller dies instead.
 
     Raises:
         RuntimeError: not called from a runnable, or the caller is no longer NEW.
         ValueError: a name is invalid or taken (nothing is started then).
 
     The children start at the caller's next checkpoint; they are the caller's for the life of
-    this incarnation, and declared again by the function when the caller restarts.
+    this incarnation, and declared again by the function when the caller restarts. A
+    TEMPORARY member's death leaves the group alone; a group restart re-runs every PERMANENT
+    and TRANSIENT member (DONE ones included), never a TEMPORARY one.
     """
     node = _node()
     runtime = _runtime.get()
-    for child in tree.declare(node, runnables):
-        runtime.spawn(child, None)
+    now = trio.current_time()
+    for child in tree.declare(node, runnables, limit):
+        runtime.spawn(child, None, now)
+
+
+def start_child(
+    name: str,
+    fn: Runnable,
+    *,
+    restart: Restart = Restart.PERMANENT,
+    limit: RestartLimit | None = None,
+) -> None:
+    """Start a child of the calling runnable now, in any live state (OTP's `start_child`).
+
+    Args:
+        name, fn, restart, limit: as for `run`.
+
+    Raises:
+        RuntimeError: not called from a runnable whose function is running.
+        ValueError: the name is invalid or taken (a child still stopping keeps its name).
+
+    The child follows the same restart rules as a declared one, in a group of its own. It
+    belongs to this incarnation of the caller: a restart of the caller drops it (the function
+    starts it again if it wants). Once finished (stopped, TEMPORARY and exited, a clean
+    TRANSIENT return, DONE, its limit exceeded) it leaves the tree and its name is free.
+    """
+    node = _node()
+    child = tree.declare_one(node, name, fn, restart, limit, dynamic=True)
+    _runtime.get().spawn(child, None, trio.current_time())
+
+
+async def stop_child(name: str) -> None:
+    """Stop a child of the calling runnable for good, and wait until its subtree has exited.
+
+    Args:
+        name: the child's name.
+
+    Raises:
+        RuntimeError: not called from a supervised runnable.
+        KeyError: the caller has no child of that name.
+
+    The child's subtree is cancelled (its exit is CANCELED, never restarted, and touches no
+    group); a dynamic child then leaves the tree and its name is free for `start_child`. The
+    stop happens even if the wait is cancelled.
+    """
+    node = _node()
+    child = node.children.get(name) if node.children else None
+    if child is None:
+        raise KeyError(f"{node.dn()} has no child named {name!r}")
+    runtime = _runtime.get()
+    event = runtime.waiters.get(child)
+    if event is None:
+        event = runtime.waiters[child] = trio.Event()
+        runtime.carry_out(tree.stop(child), trio.current_time())
+    await event.wait()
 
 
 def signal(which: Signal) -> None:
@@ -415,9 +620,25 @@ def signal(which: Signal) -> None:
     node = _node()
     change = tree.apply_signal(node, which)
     if change is not None:
+        node.since = trio.current_time()
         runtime = _runtime.get()
-        if runtime.observers:
+        if runtime.observers or runtime.values:
             runtime.emit(node, *change)
+
+
+def handle() -> Handle:
+    """The `Handle` of the calling runnable's tree (to watch or snapshot it from inside).
+
+    Raises:
+        RuntimeError: not called from a supervised runnable.
+    """
+    _node()
+    return _runtime.get().handle
+
+
+def snapshot() -> NodeSnapshot:
+    """`handle().snapshot()`: the calling runnable's whole tree now."""
+    return handle().snapshot()
 
 
 def logger() -> logging.Logger:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import re
 
-__all__ = ["ROOT_NAME", "NodeState", "Signal", "validate_name"]
+__all__ = ["ROOT_NAME", "NodeState", "Restart", "Signal", "validate_name"]
 
 #: The name of the root node, and so the first component of every dn.
 ROOT_NAME = "root"
@@ -54,6 +54,21 @@ class Signal(enum.Enum):
     HEALTHY = "healthy"
     #: Nothing more to do: the next clean return is DONE, not DEAD. Allowed from HEALTHY only.
     DONE = "done"
+
+
+class Restart(enum.Enum):
+    """When a child runs again (OTP's child `restart` types).
+
+    What its group does with each is in `docs/supervisor.md`; in short, a group restarts its
+    PERMANENT and TRANSIENT members together, and never a TEMPORARY one.
+    """
+
+    #: Always restarted: a death (or a clean return without DONE) restarts it after a backoff.
+    PERMANENT = "permanent"
+    #: Restarted after a death; a clean return (DONE signalled or not) ends it as DONE.
+    TRANSIENT = "transient"
+    #: Never restarted; its death is logged and does not touch its group. A clean return is DONE.
+    TEMPORARY = "temporary"
 
 
 def validate_name(name: str) -> None:

@@ -1,8 +1,8 @@
 """Test helpers: a harness that runs a tree for one test, and a remote-controlled runnable.
 
 `harness(root_fn)` is an async context manager (use it inside a pytest-trio test, ideally on
-`autojump_clock`). It runs `root_fn` under `supervise(..., propagate_exceptions=True)`: the
-first exception a runnable raises ends the tree and is re-raised from the `async with` (bare,
+`autojump_clock`). It runs `root_fn` under `supervise(..., propagate_exceptions=True)` (by
+default): the first exception a runnable raises ends the tree and is re-raised from the `async with` (bare,
 not wrapped in an exception group). On exit it cancels the tree and waits for every runnable to
 exit; any runnable still live `grace` seconds later fails the test, listed by name, once it has
 exited (Trio cannot abandon a task, so a runnable that never exits hangs the test, as a nursery
@@ -25,6 +25,7 @@ from functools import partial
 import trio
 
 from supervisor.backoff import Backoff
+from supervisor.limits import RestartLimit
 from supervisor.observe import Observer
 from supervisor.runtime import Handle, signal, supervise
 from supervisor.states import NodeState, Signal
@@ -42,13 +43,17 @@ async def harness(
     backoff: Backoff = Backoff(),  # noqa: B008 (frozen, immutable)
     rng: random.Random | None = None,
     observers: Iterable[Observer] = (),
+    limit: RestartLimit | None = None,
+    propagate_exceptions: bool = True,
     grace: float = 5.0,
 ) -> AsyncIterator[Handle]:
     """Run `root_fn` as a supervision tree for the duration of the `async with` block.
 
     Args:
         root_fn: the root runnable.
-        backoff, rng, observers: passed to `supervise`.
+        backoff, rng, observers, limit: passed to `supervise`.
+        propagate_exceptions: passed to `supervise`; False to test restarts and limits (a
+            death is then a restart, and only the root's exceeded limit ends the block).
         grace: seconds (Trio clock) every runnable has to exit once the harness cancels the
             tree on exit.
 
@@ -69,10 +74,11 @@ async def harness(
                 try:
                     await supervise(
                         root_fn,
-                        propagate_exceptions=True,
+                        propagate_exceptions=propagate_exceptions,
                         backoff=backoff,
                         rng=rng,
                         observers=observers,
+                        limit=limit,
                         task_status=task_status,
                     )
                 finally:

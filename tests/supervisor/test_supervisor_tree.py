@@ -56,7 +56,7 @@ def test_declare_names_groups_and_dns() -> None:
     a, b = children(root, "a", "b", group=True)
     (c,) = children(root, "c")
     assert dns([a, b, c]) == ["root.a", "root.b", "root.c"]
-    assert a.group == b.group == ("a", "b")
+    assert a.group is b.group and a.group is not None and a.group.names == ("a", "b")
     assert c.group is None
     assert [node.dn() for node in root.walk()] == ["root", "root.a", "root.b", "root.c"]
     assert root.live == 4
@@ -217,5 +217,6 @@ def test_replacement_keeps_identity_and_backoff() -> None:
     on_exit(a, DEAD)
     fresh = replacement(a)
     assert root.children is not None and root.children["a"] is fresh
-    assert (fresh.name, fresh.group, fresh.interval, fresh.state) == ("a", ("a", "b"), 1.5, DEAD)
+    assert (fresh.name, fresh.group, fresh.interval, fresh.state) == ("a", a.group, 1.5, DEAD)
+    assert fresh.history is not None and fresh.history.restarts == 1
     assert fresh.children is None and not fresh.cancelled and not fresh.running
