@@ -412,7 +412,8 @@ class Handle:
           cancelled by the tree (a node that wants a restart stays in the tree until its whole
           subtree has exited and it is replaced);
         - no node is waiting to start: no restart waiting out its backoff, no declared child
-          whose task has not run yet;
+          whose task has not run yet; and none is leaving: no task the tree cancelled is
+          still running its cleanup;
         - every task in this Trio run is blocked (`trio.testing.wait_all_tasks_blocked`).
         From a settled state nothing in the tree changes until something outside it acts (a
         test pokes a runnable, a socket becomes readable) or the clock reaches a deadline a
@@ -431,7 +432,8 @@ class Handle:
 
             await trio.testing.wait_all_tasks_blocked()
             if runtime.stopping or not any(
-                node.pending or tree.wants_restart(node) for node in runtime.root.walk()
+                node.pending or (node.running and node.cancelled) or tree.wants_restart(node)
+                for node in runtime.root.walk()
             ):
                 return
             if runtime.settle_event is None:

@@ -430,7 +430,9 @@ def _died(node: Node, now: float, accountable: bool, plan: ExitPlan, tops: list[
     if node.restart is Restart.TEMPORARY:
         node.finished = True
         return  # a temporary death does not touch its group
-    exceeded = _exceeded(node, now) if accountable else None
+    if not accountable:
+        return  # leaving already: its group (if any) was cancelled by whoever asked
+    exceeded = _exceeded(node, now)
     group = node.group
     if group is not None and parent is not None and parent.children is not None:
         for name in group.names:
@@ -506,8 +508,8 @@ def on_exit(
         return _NOTHING
     plan = ExitPlan()
     tops = [node]
-    if node.restart is Restart.TEMPORARY:
-        node.finished = True
+    if node.restart is Restart.TEMPORARY or (node.dynamic and state is NodeState.DONE):
+        node.finished = True  # a dynamic child is a group of one: nothing would restart it
     if state is _DEAD:
         # A death the tree asked for (the node was leaving) does not count against limits;
         # a parent killed for a child's exceeded limit (`failure`) does.
