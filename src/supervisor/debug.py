@@ -19,9 +19,7 @@ from supervisor.states import NodeState, Signal
 __all__ = ["dump_on_signal", "log_tree"]
 
 
-def log_tree(
-    log: logging.Logger, tree: Handle | None = None, *, level: int = logging.INFO
-) -> None:
+def log_tree(log: logging.Logger, tree: Handle | None = None, *, level: int = logging.INFO) -> None:
     """Log the whole tree as an indented text tree, in one record.
 
     Args:

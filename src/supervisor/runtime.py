@@ -312,14 +312,14 @@ class _Runtime:
 
     def find(self, dn: str) -> Node | None:
         names = dn.split(".")
-        node: Node | None = self.root
+        node = self.root
         if names[0] != node.name:
             return None
         for name in names[1:]:
-            children = node.children
-            node = children.get(name) if children else None
-            if node is None:
+            child = node.children.get(name) if node.children else None
+            if child is None:
                 return None
+            node = child
         return node
 
 
@@ -378,7 +378,7 @@ class Handle:
         runtime = self._runtime
         value = runtime.values.get(dn)
         if value is None:
-            from trio_util import AsyncValue
+            from trio_util import AsyncValue  # cheap, but only when watched
 
             node = runtime.find(dn)
             value = AsyncValue(node.state if node is not None else None)

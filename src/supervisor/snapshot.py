@@ -60,9 +60,12 @@ class NodeSnapshot:
 
     def walk(self) -> list[NodeSnapshot]:
         """This node and its descendants, depth first."""
-        out = [self]
-        for child in self.children:
-            out.extend(child.walk())
+        out = []
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            out.append(node)
+            stack.extend(reversed(node.children))
         return out
 
     def find(self, dn: str) -> NodeSnapshot | None:
@@ -110,8 +113,7 @@ def take_snapshot(root: Node, now: float) -> NodeSnapshot:
         history = node.history
         resume_at = history.resume_at if history is not None else None
         error = history.last_error if history is not None else None
-        kids = built.pop(id(node), [])
-        kids.reverse()  # popped in reverse declaration order
+        kids = built.pop(id(node), [])  # in declaration order (see the stack above)
         snap = NodeSnapshot(
             dn=dn,
             state=node.state,

@@ -1,8 +1,8 @@
 """Test helpers: a harness that runs a tree for one test, and a remote-controlled runnable.
 
 `harness(root_fn)` is an async context manager (use it inside a pytest-trio test, ideally on
-`autojump_clock`). It runs `root_fn` under `supervise(..., propagate_exceptions=True)` (by
-default): the first exception a runnable raises ends the tree and is re-raised from the `async with` (bare,
+`autojump_clock`). By default it runs `root_fn` under `supervise(..., propagate_exceptions=True)`:
+the first exception a runnable raises ends the tree and is re-raised from the `async with` (bare,
 not wrapped in an exception group). On exit it cancels the tree and waits for every runnable to
 exit; any runnable still live `grace` seconds later fails the test, listed by name, once it has
 exited (Trio cannot abandon a task, so a runnable that never exits hangs the test, as a nursery

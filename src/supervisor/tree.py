@@ -103,7 +103,7 @@ class Group:
 class History:
     """What a name has been through across its incarnations; created at its first exit."""
 
-    __slots__ = ("deaths", "last_error", "last_exit", "resume_at", "restarts", "window")
+    __slots__ = ("deaths", "last_error", "last_exit", "restarts", "resume_at", "window")
 
     def __init__(self) -> None:
         self.deaths = 0
@@ -561,9 +561,9 @@ def select_restart(start: Node, ended: list[Node] | None = None) -> Node | None:
         if node.finished:
             if ended is not None and node not in ended:
                 ended.append(node)
-            if node.dynamic and parent is not None and parent.children is not None:
-                if parent.children.get(node.name) is node:
-                    del parent.children[node.name]
+            siblings = parent.children if parent is not None else None
+            if node.dynamic and siblings is not None and siblings.get(node.name) is node:
+                del siblings[node.name]
         elif wants_restart(node) and (parent is None or not parent.cancelled):
             return node
         node = parent

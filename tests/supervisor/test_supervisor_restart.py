@@ -96,7 +96,9 @@ async def test_transient_clean_return_ends_it(
     autojump_clock: MockClock, running: Running, done: bool
 ) -> None:
     starts: list[float] = []
-    async with running(root_of(lambda: run("t", returns(starts, done=done), restart=Restart.TRANSIENT))) as (handle, _):
+    async with running(
+        root_of(lambda: run("t", returns(starts, done=done), restart=Restart.TRANSIENT))
+    ) as (handle, _):
         await handle.wait_settled()
         assert starts == [0.0]
         assert handle.states()["root.t"] is DONE
@@ -283,9 +285,7 @@ async def test_failure_kills_a_done_parent_at_once(
         ]
 
 
-async def test_group_limit_counts_every_member(
-    autojump_clock: MockClock, running: Running
-) -> None:
+async def test_group_limit_counts_every_member(autojump_clock: MockClock, running: Running) -> None:
     a: list[float] = []
     b: list[float] = []
     parent_starts: list[float] = []
