@@ -93,6 +93,26 @@ def _is_cancelled(exc: BaseException) -> bool:
     return isinstance(exc, trio.Cancelled)
 
 
+class _Host:
+    """The nursery of one incarnation's worker children, in a task of the tree's nursery.
+
+    Workers have no cancel scope of their own (entering one costs about as much as starting
+    the task); they are cancelled together by cancelling this host, which the tree does
+    whenever it cancels their parent's subtree. Workers declared before the host task runs
+    wait in `queue`.
+    """
+
+    __slots__ = ("nursery", "queue", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.nursery: trio.Nursery | None = None
+        self.queue: list[tuple[Node, float | None]] | None = []
+
+    def cancel(self) -> None:
+        self.scope.cancel()
+
+
 class _Runtime:
     """Everything one `supervise` call owns. Internal: reach it through `Handle`."""
 
@@ -109,6 +129,7 @@ class _Runtime:
         "stopping",
         "values",
         "waiters",
+        "watched",
     )
 
     def __init__(
@@ -133,6 +154,8 @@ class _Runtime:
         self.settle_event: trio.Event | None = None
         #: Awaitable states by dn, created on demand (`Handle.watch`).
         self.values: dict[str, AsyncValue[NodeState | None]] = {}
+        #: The last components of the watched dns: most transitions skip building a dn.
+        self.watched: set[str] = set()
         #: `stop_child` callers waiting for a finished node's subtree to exit.
         self.waiters: dict[Node, trio.Event] = {}
         self.handle = Handle(self)
@@ -140,7 +163,7 @@ class _Runtime:
     # -- transitions -------------------------------------------------------------------------
 
     def emit(self, node: Node, old: NodeState | None, new: NodeState) -> None:
-        if self.values:
+        if self.values and node.name in self.watched:
             value = self.values.get(node.dn())
             if value is not None:
                 value.value = new
@@ -155,13 +178,82 @@ class _Runtime:
 
     def spawn(self, node: Node, at: float | None, now: float) -> None:
         """Start a task for `node`, running its function at once or at time `at`."""
-        node.scope = trio.CancelScope()
         node.since = now
         tree.task_started(node, pending=True)
-        self.nursery.start_soon(self.node_task, node, at, name="supervisor node")
+        if node.worker:
+            parent = node.parent
+            assert parent is not None
+            host = cast(_Host | None, parent.host)
+            if host is None:
+                host = _Host()
+                parent.host = host
+                self.nursery.start_soon(self.host_task, host, name="supervisor host")
+            if host.nursery is not None:
+                host.nursery.start_soon(self.worker_task, node, at, name="supervisor worker")
+            else:
+                assert host.queue is not None
+                host.queue.append((node, at))
+        else:
+            node.scope = trio.CancelScope()
+            self.nursery.start_soon(self.node_task, node, at, name="supervisor node")
         if node.state is NodeState.NEW and (self.observers or self.values):
             # A first incarnation is NEW from its declaration; a restart when it starts.
             self.emit(node, None, NodeState.NEW)
+
+    async def host_task(self, host: _Host) -> None:
+        with host.scope:
+            async with trio.open_nursery() as nursery:
+                host.nursery = nursery
+                queue, host.queue = host.queue, None
+                assert queue is not None
+                for node, at in queue:
+                    nursery.start_soon(self.worker_task, node, at, name="supervisor worker")
+                await trio.sleep_forever()
+
+    async def worker_task(self, node: Node, at: float | None) -> None:
+        # `node_task` without a scope of its own: a `Cancelled` is the tree's when it asked
+        # (`node.cancelled`: the host was cancelled with the parent's subtree), and must
+        # propagate to the host's scope.
+        _current.set(node)
+        try:
+            if at is not None:
+                await trio.sleep_until(at)
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            if node.state is NodeState.NEW and self.settle_event is None:
+                node.pending = False
+                node.starts += 1
+            else:
+                self.started(node)
+            await node.fn()
+        except trio.Cancelled:
+            self.exited(node, NodeState.CANCELED, stop=not node.cancelled)
+            raise
+        except BaseException as exc:
+            fatal, _ = _split(exc, _is_fatal)
+            if fatal is not None:
+                self.exited(node, NodeState.DEAD, exc, stop=True)
+                self.fail(exc)
+                return
+            cancelled, rest = _split(exc, _is_cancelled)
+            if cancelled is not None:
+                self.exited(node, NodeState.CANCELED, stop=not node.cancelled)
+                if rest is not None:
+                    logging.getLogger(node.dn()).error("failed while cancelled", exc_info=rest)
+                raise cancelled from None
+            self.died(node, exc)
+        else:
+            if node.cancelled and not node.done_signalled:
+                self.exited(node, NodeState.CANCELED)
+            elif node.done_signalled or node.restart is not Restart.PERMANENT:
+                self.exited(node, NodeState.DONE)
+            else:
+                message = f"runnable returned while {node.state.name}, without signalling DONE"
+                logging.getLogger(node.dn()).error(message)
+                self.exited(node, NodeState.DEAD, RuntimeError(message))
+        finally:
+            if self.settle_event is not None:
+                self.settled_changed()
 
     async def node_task(self, node: Node, at: float | None) -> None:
         _current.set(node)
@@ -264,8 +356,10 @@ class _Runtime:
             if self.observers or self.values:
                 self.emit(dead, old, NodeState.DEAD)
         for victim in plan.cancel:
-            assert victim.scope is not None
-            victim.scope.cancel()
+            if victim.scope is not None and victim.running:
+                victim.scope.cancel()
+            if victim.host is not None:
+                victim.host.cancel()
         for finished in plan.ended:
             if finished.dynamic and self.values:
                 value = self.values.get(finished.dn())
@@ -276,6 +370,10 @@ class _Runtime:
                 event.set()
         for target in plan.restart:
             self.restart(target, now)
+        for empty in plan.emptied:
+            if empty.live == 0 and empty.host is not None:
+                empty.host.cancel()  # no worker left, and none can start in it any more
+                empty.host = None
         if plan.fail is not None:
             self.fail(plan.fail)
 
@@ -383,6 +481,7 @@ class Handle:
             node = runtime.find(dn)
             value = AsyncValue(node.state if node is not None else None)
             runtime.values[dn] = value
+            runtime.watched.add(dn.rpartition(".")[2])
         return value
 
     async def wait_state(self, dn: str, *states: NodeState) -> NodeState:
@@ -513,6 +612,7 @@ def run(
     *,
     restart: Restart = Restart.PERMANENT,
     limit: RestartLimit | None = None,
+    worker: bool = False,
 ) -> None:
     """Declare a child runnable in a group of its own (one-for-one).
 
@@ -521,13 +621,16 @@ def run(
         fn: the child's runnable.
         restart: when it runs again (`Restart`; default PERMANENT).
         limit: at most this many deaths per period; beyond, the caller dies instead.
+        worker: the child will never declare children of its own (OTP's `worker` child
+            type); it then needs no cancel scope of its own, which makes it about half as
+            costly to start. Declaring children from a worker raises `RuntimeError`.
 
     Raises:
         RuntimeError: not called from a runnable, or the caller is no longer NEW.
         ValueError: the name is invalid or taken.
     """
     node = _node()
-    child = tree.declare_one(node, name, fn, restart, limit)
+    child = tree.declare_one(node, name, fn, restart, limit, worker=worker)
     _runtime.get().spawn(child, None, trio.current_time())
 
 
@@ -594,16 +697,17 @@ async def stop_child(name: str) -> None:
 
     Raises:
         RuntimeError: not called from a supervised runnable.
-        KeyError: the caller has no child of that name.
+        KeyError: the caller has no dynamic child of that name (declared children live and
+            die with their parent's incarnation).
 
-    The child's subtree is cancelled (its exit is CANCELED, never restarted, and touches no
-    group); a dynamic child then leaves the tree and its name is free for `start_child`. The
-    stop happens even if the wait is cancelled.
+    The child's subtree is cancelled (its exit is CANCELED, never restarted); it then leaves
+    the tree and its name is free for `start_child`. The stop happens even if the wait is
+    cancelled.
     """
     node = _node()
     child = node.children.get(name) if node.children else None
-    if child is None:
-        raise KeyError(f"{node.dn()} has no child named {name!r}")
+    if child is None or not child.dynamic:
+        raise KeyError(f"{node.dn()} has no dynamic child named {name!r}")
     runtime = _runtime.get()
     event = runtime.waiters.get(child)
     if event is None:

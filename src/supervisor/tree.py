@@ -133,6 +133,7 @@ class Node:
         "fn",
         "group",
         "history",
+        "host",
         "interval",
         "limit",
         "live",
@@ -146,6 +147,7 @@ class Node:
         "since",
         "starts",
         "state",
+        "worker",
     )
 
     def __init__(
@@ -156,6 +158,7 @@ class Node:
         group: Group | None = None,
         restart: Restart = _PERMANENT,
         limit: RestartLimit | None = None,
+        worker: bool = False,
     ) -> None:
         self.name = name
         self.fn = fn
@@ -175,6 +178,11 @@ class Node:
         self.finished = False
         #: Started by `start_child` while the parent ran; leaves the tree once finished.
         self.dynamic = False
+        #: Declares no children, so it has no cancel scope of its own (`scope` stays None): it
+        #: runs in its parent's `host` and is cancelled with its parent's subtree.
+        self.worker = worker
+        #: The runtime's nursery (and its scope) for this incarnation's worker children.
+        self.host: Canceller | None = None
         #: Why the tree killed this incarnation (a child's exceeded limit): its exit is DEAD.
         self.failure: BaseException | None = None
         #: A task exists for this node (waiting out a backoff, or running the function).
@@ -222,6 +230,8 @@ def new_root(fn: Runnable, limit: RestartLimit | None = None) -> Node:
 def _check_running(parent: Node) -> None:
     if not parent.running or parent.pending:
         raise RuntimeError(f"{parent.dn()} is not running: cannot declare children")
+    if parent.worker:
+        raise RuntimeError(f"{parent.dn()} is a worker: it cannot have children")
 
 
 def _check_name(parent: Node, name: str) -> None:
@@ -283,6 +293,7 @@ def declare_one(
     restart: Restart = _PERMANENT,
     limit: RestartLimit | None = None,
     *,
+    worker: bool = False,
     dynamic: bool = False,
 ) -> Node:
     """Declare one child in a group of its own: `run` while NEW, `start_child` while running.
@@ -290,6 +301,7 @@ def declare_one(
     Args:
         parent: the declaring node; its function must be running (and NEW unless `dynamic`).
         name, fn, restart, limit: as for `Child`.
+        worker: the child declares no children (see `Node.worker`); not with `dynamic`.
         dynamic: started by a running node (`start_child`): allowed after NEW, and the child
             leaves the tree once it is finished.
 
@@ -301,7 +313,8 @@ def declare_one(
     if not dynamic and parent.state is not NodeState.NEW:
         raise RuntimeError(f"{parent.dn()} is {parent.state.name}: children are declared while NEW")
     _check_name(parent, name)
-    child = Node(name, fn, parent, None, restart, limit)
+    assert not (worker and dynamic), "a dynamic child is stopped alone: it needs its own scope"
+    child = Node(name, fn, parent, None, restart, limit, worker)
     child.dynamic = dynamic
     if parent.children is None:
         parent.children = {name: child}
@@ -370,21 +383,24 @@ class ExitPlan:
     """What the runtime must do after a change.
 
     Attributes:
-        cancel: nodes whose tasks to cancel.
+        cancel: nodes whose tasks (own scope) and worker children (host) to cancel.
         restart: nodes to replace and start again.
         died: nodes without a task that died now (a child's limit climbed to them), with
             their old state (for observers and logs).
         ended: finished nodes whose whole subtree has exited (removed from the tree if dynamic).
         fail: the exception that ends the tree (the root's restart limit was exceeded).
+        emptied: nodes whose subtree has no task left: once the restarts are spawned, a host
+            still empty can be closed.
     """
 
-    __slots__ = ("cancel", "died", "ended", "fail", "restart")
+    __slots__ = ("cancel", "died", "emptied", "ended", "fail", "restart")
 
     def __init__(self) -> None:
         self.cancel: list[Node] = []
         self.restart: list[Node] = []
         self.died: list[tuple[Node, NodeState]] = []
         self.ended: list[Node] = []
+        self.emptied: list[Node] = []
         self.fail: BaseException | None = None
 
 
@@ -394,7 +410,7 @@ _NOTHING = ExitPlan()
 def _cancel_subtree(top: Node, out: list[Node]) -> None:
     for node in top.walk():
         node.cancelled = True
-        if node.running:
+        if node.host is not None or (node.running and not node.worker):
             out.append(node)
 
 
@@ -497,16 +513,18 @@ def on_exit(
         history.resume_at = None
         if state is _DEAD:
             history.deaths += 1
+    plan = ExitPlan() if restarts else _NOTHING
     walker: Node | None = node
     while walker is not None:
         walker.live -= 1
         assert walker.live >= 0, walker
         if walker.live > 0:
             break  # still busy: the parent keeps counting it
+        if walker.host is not None and restarts:
+            plan.emptied.append(walker)
         walker = walker.parent
     if not restarts:
         return _NOTHING
-    plan = ExitPlan()
     tops = [node]
     if node.restart is Restart.TEMPORARY or (node.dynamic and state is NodeState.DONE):
         node.finished = True  # a dynamic child is a group of one: nothing would restart it
@@ -578,7 +596,7 @@ def replacement(old: Node) -> Node:
     NEW when its function starts.
     """
     assert old.live == 0, f"{old.dn()} restarted with {old.live} tasks in its subtree"
-    new = Node(old.name, old.fn, old.parent, old.group, old.restart, old.limit)
+    new = Node(old.name, old.fn, old.parent, old.group, old.restart, old.limit, old.worker)
     new.dynamic = old.dynamic
     new.interval = old.interval
     new.state = old.state
