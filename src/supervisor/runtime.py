@@ -118,6 +118,7 @@ class _Runtime:
 
     __slots__ = (
         "backoff",
+        "clock",
         "failure",
         "handle",
         "nursery",
@@ -144,6 +145,8 @@ class _Runtime:
         limit: RestartLimit | None,
     ) -> None:
         self.root = tree.new_root(root_fn, limit)
+        #: The run's clock (`trio.current_time()` without the lookups; a `MockClock` in tests).
+        self.clock = trio.lowlevel.current_clock()
         self.nursery = nursery
         self.propagate = propagate
         self.backoff = backoff
@@ -169,7 +172,7 @@ class _Runtime:
                 value.value = new
         if not self.observers:
             return
-        change = StateChange(node.dn(), old, new, trio.current_time())
+        change = StateChange(node.dn(), old, new, self.clock.current_time())
         for observer in tuple(self.observers):
             try:
                 observer(change)
@@ -317,7 +320,7 @@ class _Runtime:
         if node.history is not None:
             node.history.resume_at = None
         if old is not NodeState.NEW:
-            node.since = trio.current_time()
+            node.since = self.clock.current_time()
         if self.settle_event is not None:
             self.settled_changed()
         if old is not NodeState.NEW and (self.observers or self.values):
@@ -342,7 +345,7 @@ class _Runtime:
         if stop:
             self.stopping = True
         old = node.state
-        now = trio.current_time()
+        now = self.clock.current_time()
         node.since = now
         plan = tree.on_exit(node, state, now=now, error=error, restarts=not self.stopping)
         if self.observers or self.values:
@@ -631,7 +634,8 @@ def run(
     """
     node = _node()
     child = tree.declare_one(node, name, fn, restart, limit, worker=worker)
-    _runtime.get().spawn(child, None, trio.current_time())
+    runtime = _runtime.get()
+    runtime.spawn(child, None, runtime.clock.current_time())
 
 
 def run_group(
@@ -658,7 +662,7 @@ def run_group(
     """
     node = _node()
     runtime = _runtime.get()
-    now = trio.current_time()
+    now = runtime.clock.current_time()
     for child in tree.declare(node, runnables, limit):
         runtime.spawn(child, None, now)
 
@@ -686,7 +690,8 @@ def start_child(
     """
     node = _node()
     child = tree.declare_one(node, name, fn, restart, limit, dynamic=True)
-    _runtime.get().spawn(child, None, trio.current_time())
+    runtime = _runtime.get()
+    runtime.spawn(child, None, runtime.clock.current_time())
 
 
 async def stop_child(name: str) -> None:
@@ -726,8 +731,8 @@ def signal(which: Signal) -> None:
     node = _node()
     change = tree.apply_signal(node, which)
     if change is not None:
-        node.since = trio.current_time()
         runtime = _runtime.get()
+        node.since = runtime.clock.current_time()
         if runtime.observers or runtime.values:
             runtime.emit(node, *change)
 

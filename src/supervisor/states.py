@@ -21,6 +21,10 @@ __all__ = ["ROOT_NAME", "NodeState", "Restart", "Signal", "validate_name"]
 ROOT_NAME = "root"
 
 _NAME_RE = re.compile(r"[a-z0-9_]{1,64}")
+# Names already found valid: trees reuse a few names many times (`n0`..`n99`, `eth0`), and a
+# set lookup is cheaper than a match. Bounded, so that a stream of unique names costs nothing.
+_VALID: set[str] = set()
+_VALID_MAX = 4096
 
 
 class NodeState(enum.Enum):
@@ -80,5 +84,10 @@ def validate_name(name: str) -> None:
     Raises:
         ValueError: the name does not match `^[a-z0-9_]{1,64}$` as a whole.
     """
+    if isinstance(name, str) and name in _VALID:
+        return
     if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
         raise ValueError(f"invalid runnable name {name!r}: must match ^[a-z0-9_]{{1,64}}$")
+    if len(_VALID) >= _VALID_MAX:
+        _VALID.clear()
+    _VALID.add(name)
