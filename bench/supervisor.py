@@ -21,8 +21,9 @@ and one leaf's state is watched (`Handle.watch`). The "default" variant declares
 with `run(name, fn)` and nothing else (each node then has a cancel scope of its own). The
 backoff is near zero (1 µs, no jitter) so that the restart time measures the supervisor's work
 and not its deliberate wait; every variant collects garbage before its restart, so that a full
-collection owed by the start does not land in one variant's restart and not another's. Targets: start and restart within 2x of the floor (features on).
-Timed runs alternate the variants; the best of each is kept.
+collection owed by the start does not land in one variant's restart and not another's.
+Targets: start and restart within 2x of the floor (features on). Timed runs alternate the
+variants; the best of each is kept.
 """
 
 from __future__ import annotations
