@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.states import NodeState, Signal
+from supervisor.limits import RestartLimit, RestartLimitExceeded
+from supervisor.states import NodeState, Restart, Signal
 from supervisor.tree import (
+    Child,
     Node,
     apply_signal,
     declare,
+    declare_one,
     new_root,
     on_exit,
     replacement,
     reserve,
     select_restart,
+    stop,
     task_started,
     wants_restart,
 )
@@ -220,3 +224,91 @@ def test_replacement_keeps_identity_and_backoff() -> None:
     assert (fresh.name, fresh.group, fresh.interval, fresh.state) == ("a", a.group, 1.5, DEAD)
     assert fresh.history is not None and fresh.history.restarts == 1
     assert fresh.children is None and not fresh.cancelled and not fresh.running
+
+
+# -- restart types, limits, dynamic children, workers (pure) -------------------------------------
+
+
+def test_temporary_death_is_finished_and_leaves_its_group_alone() -> None:
+    root = start(new_root(_fn))
+    temp, other = (
+        start(child)
+        for child in declare(root, {"temp": Child(_fn, restart=Restart.TEMPORARY), "b": _fn})
+    )
+    plan = on_exit(temp, DEAD, now=1.0, error=OSError("x"))
+    assert (plan.cancel, plan.restart, dns(plan.ended)) == ([], [], ["root.temp"])
+    assert temp.finished and not other.cancelled and not wants_restart(temp)
+    assert temp.history is not None and temp.history.deaths == 1
+
+
+def test_limit_exceeded_finishes_the_group_and_kills_the_running_parent() -> None:
+    root = start(new_root(_fn))
+    (parent,) = children(root, "p")
+    a, b = (start(c) for c in declare(parent, {"a": _fn, "b": _fn}, RestartLimit(0, 10.0)))
+    plan = on_exit(a, DEAD, now=2.0, error=ValueError("boom"))
+    # The sibling, and the parent's own task (a node may be listed twice: cancels are idempotent).
+    assert set(dns(plan.cancel)) == {"root.p.b", "root.p"}
+    assert plan.restart == [] and a.finished and b.finished
+    failure = parent.failure
+    assert isinstance(failure, RestartLimitExceeded) and failure.group == ("a", "b")
+    assert isinstance(failure.last, ValueError)
+    assert on_exit(b, CANCELED).restart == []  # finished: the parent restarts, not b
+    plan = on_exit(parent, DEAD, now=2.0, error=failure)
+    assert dns(plan.restart) == ["root.p"]
+
+
+def test_limit_exceeded_kills_a_done_parent_at_once() -> None:
+    root = start(new_root(_fn, RestartLimit(0, 1.0)))
+    (parent,) = children(root, "p")
+    apply_signal(parent, Signal.HEALTHY)
+    apply_signal(parent, Signal.DONE)
+    flaky = start(declare_one(parent, "flaky", _fn, limit=RestartLimit(0, 1.0), dynamic=True))
+    assert on_exit(parent, DONE).restart == []
+    plan = on_exit(flaky, DEAD, now=0.0, error=OSError("down"))
+    # The parent had no task: it died at once (DONE -> DEAD). It has no limit of its own, so
+    # it restarts; the root's limit is not involved (the root did not die).
+    assert [(node.dn(), old) for node, old in plan.died] == [("root.p", DONE)]
+    assert parent.state is DEAD and plan.fail is None
+    assert dns(plan.restart) == ["root.p"] and dns(plan.ended) == ["root.p.flaky"]
+    assert parent.history is not None and parent.history.deaths == 1
+
+
+def test_root_limit_exceeded_fails_the_tree() -> None:
+    root = start(new_root(_fn, RestartLimit(1, 10.0)))
+    assert dns(on_exit(root, DEAD, now=0.0).restart) == ["root"]
+    again = replacement(root)
+    task_started(again, pending=False)
+    plan = on_exit(again, DEAD, now=5.0, error=KeyError("k"))
+    assert isinstance(plan.fail, RestartLimitExceeded) and plan.fail.dn == "root"
+    assert plan.restart == []
+
+
+def test_stop_removes_a_dynamic_child_once_its_subtree_has_exited() -> None:
+    root = start(new_root(_fn))
+    apply_signal(root, Signal.HEALTHY)
+    child = start(declare_one(root, "eth0", _fn, dynamic=True))
+    (grandchild,) = children(child, "x")
+    plan = stop(child)
+    assert dns(plan.cancel) == ["root.eth0", "root.eth0.x"] and plan.ended == []
+    assert on_exit(grandchild, CANCELED).ended == []
+    plan = on_exit(child, CANCELED)
+    assert dns(plan.ended) == ["root.eth0"] and plan.restart == []
+    assert root.children == {}
+
+
+def test_workers_are_cancelled_through_their_parents_host() -> None:
+    root = start(new_root(_fn))
+    (parent,) = children(root, "p")
+    worker = start(declare_one(parent, "w", _fn, worker=True))
+    with pytest.raises(RuntimeError, match="is a worker"):
+        declare_one(worker, "x", _fn)
+    parent.host = _Host()
+    plan = on_exit(parent, DEAD)
+    assert dns(plan.cancel) == ["root.p"]  # the host: the worker has no scope of its own
+    plan = on_exit(worker, CANCELED)
+    assert dns(plan.emptied) == ["root.p"] and dns(plan.restart) == ["root.p"]
+
+
+class _Host:
+    def cancel(self) -> None:
+        pass
