@@ -12,10 +12,10 @@ watches node states (`trio_util.AsyncValue`) and takes snapshots (`format_tree`,
 
 Architecture: `states` (names, `NodeState`, `Signal`, `Restart`), `backoff` and `limits` (pure
 policies), `tree` (pure: nodes, transitions, the choice of what to restart), `snapshot` (pure:
-the tree as data and text), `runtime` (the Trio shell: one task and one cancel scope per node
-in a single nursery, no processor loop), `observe` (state-change observers), `debug` (the tree
-to a log on a signal), `testing` (harness and remote-controlled runnable). Guide:
-docs/supervisor.md.
+the tree as data and text), `runtime` (the Trio shell: one task per node in a single nursery,
+a cancel scope per non-worker node, no processor loop), `observe` (state-change observers),
+`debug` (the tree to a log on a signal), `testing` (harness and remote-controlled runnable).
+Guide: docs/supervisor.md.
 
 Deliberate deviations from Monogon:
 - Decisions are event-driven, made synchronously at the exit that enables them, instead of a

@@ -1,26 +1,32 @@
 """The Trio runtime: one task per node, in one nursery owned by `supervise`.
 
 This is the shell around `supervisor.tree`. Each node incarnation runs in its own task with its
-own `trio.CancelScope`; all tasks live in the nursery of the `supervise` call, so no task
-outlives the tree. When a task exits, the runtime classifies the exit (DONE, CANCELED, DEAD),
-asks the tree what that means, cancels the scopes it names and spawns the restarts it names,
-all synchronously, before the next checkpoint. There is no processor task and no periodic GC
-(Monogon runs its "GC" every millisecond): every decision is made at the exit that enables it.
+own `trio.CancelScope`, in the nursery of the `supervise` call, so no task outlives the tree.
+Workers are the exception: they have no scope of their own and run in a *host*, a nursery (in a
+task of that same nursery) per parent incarnation, cancelled whenever the tree cancels the
+parent's subtree and closed once that subtree is empty. When a task exits, the runtime
+classifies the exit, asks the tree what that means, cancels the scopes and hosts it names and
+spawns the restarts it names, all synchronously, before the next checkpoint. There is no
+processor task and no periodic GC (Monogon's runs every millisecond).
 
-The module functions (`run`, `run_group`, `signal`, `logger`, `sub_logger`, `dn`) find their
-node through a `ContextVar` set by the node's task (and so inherited by tasks the runnable
-spawns in its own nurseries). Called outside any runnable, they raise `RuntimeError`.
+The module functions (`run`, `run_group`, `start_child`, `stop_child`, `signal`, `logger`,
+`sub_logger`, `dn`, `handle`) find their node through a `ContextVar` set by the node's task (and
+so inherited by tasks the runnable spawns). Called outside any runnable, they raise
+`RuntimeError`.
 
 Classification of an exit:
-- DONE signalled, then a clean return: DONE.
-- The tree cancelled the node (its own scope caught the `Cancelled`, or it returned cleanly
-  after being asked to leave): CANCELED.
-- Any exception, or a clean return without DONE: DEAD, logged with its traceback in the node's
-  own logger; with `propagate_exceptions=True` the exception ends the tree and is re-raised by
-  `supervise` instead.
+- DONE signalled, then a clean return; or a clean return of a TRANSIENT or TEMPORARY node: DONE.
+- The tree cancelled the node (its own scope caught the `Cancelled`, a worker's `Cancelled`
+  came after the tree asked it to leave, or it returned cleanly after being asked): CANCELED,
+  unless the tree killed it for a child's exceeded limit: DEAD.
+- Any exception, or a PERMANENT node's clean return without DONE: DEAD, logged with its
+  traceback in the node's own logger; with `propagate_exceptions=True` the exception ends the
+  tree and is re-raised by `supervise` instead.
 - `Cancelled` from outside the tree (the caller of `supervise` cancelled it), and
   `KeyboardInterrupt`, `SystemExit` or any other `BaseException`: never restarted. The tree
   stops restarting, every node is cancelled, and the exception propagates.
+- A root whose restart limit is exceeded ends the tree: `supervise` raises the
+  `RestartLimitExceeded`.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ Rules (after Monogon `osbase/supervisor`, with OTP's restart types and limits):
   has exited.
 - The node restarted is the smallest one that wants it, is ready, and whose parent has not been
   cancelled; otherwise the parent (or an ancestor) restarts, with its whole subtree.
+- Cancelling a node cancels its whole subtree: the tasks of the nodes with a scope of their
+  own, and the hosts of worker children (workers have no scope; `ExitPlan.cancel` names their
+  parent). A worker never declares children, so it is never cancelled alone.
 - A DEAD node cancels its own children; unless TEMPORARY it also cancels its group siblings.
   A death the tree did not ask for counts against the node's and its group's `RestartLimit`;
   beyond it, the group is finished and the parent dies with `RestartLimitExceeded` (a parent

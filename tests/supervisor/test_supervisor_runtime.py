@@ -530,4 +530,18 @@ def test_public_api() -> None:
         "signal",
         "sub_logger",
         "supervise",
+        # restart types and limits, dynamic children, awaitable states, snapshots
+        "Child",
+        "Restart",
+        "RestartLimit",
+        "RestartLimitExceeded",
+        "start_child",
+        "stop_child",
+        "handle",
+        "snapshot",
+        "NodeSnapshot",
+        "format_tree",
+        "log_tree",
+        "dump_on_signal",
     }
+    assert all(hasattr(supervisor, name) for name in supervisor.__all__)
