@@ -146,7 +146,10 @@ class Agent:
                 wanted = {ifname for ifname in present if self.match(ifname)}
                 clients = {n: c for n, c in self.clients.value.items() if n in wanted}
                 for ifname in sorted(set(running) - wanted):
-                    await supervisor.stop_child(running.pop(ifname))
+                    # KeyError: it had finished on its own (a runnable that signals DONE when
+                    # its interface vanishes, like `dhcp4c.linkwatch.run_interface`).
+                    with contextlib.suppress(KeyError):
+                        await supervisor.stop_child(running.pop(ifname))
                     log.info("%s: gone, client stopped", ifname)
                 for ifname in sorted(wanted - set(running)):
                     child = node_name(ifname)
