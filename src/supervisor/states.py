@@ -1,8 +1,8 @@
 """Names, node states and signals of the supervision tree.
 
 This module owns the vocabulary shared by the pure policy and the Trio runtime: the
-`NodeState` of a runnable, the `Signal` a runnable sends about itself, and the naming rule for
-children and sub-loggers. It has no behaviour beyond validation.
+`NodeState` of a runnable, the `Signal` a runnable sends about itself, a child's `Restart` type,
+and the naming rule for children and sub-loggers. It has no behaviour beyond validation.
 
 Invariants:
 - A node name matches `^[a-z0-9_]{1,64}$` as a whole (Monogon's `reNodeName` was unanchored and
