@@ -158,8 +158,9 @@ class Agent:
                         continue
                     # A link still present across a restart of `net` keeps its client object,
                     # and so its lease: the client's next run verifies it (INIT-REBOOT).
-                    client = clients.get(ifname) or self.client_factory(ifname)
-                    clients[ifname] = client
+                    client = clients.get(ifname)
+                    if client is None:
+                        client = clients[ifname] = self.client_factory(ifname)
                     supervisor.start_child(child, client.run, limit=CLIENT_LIMIT)
                     running[ifname] = child
                     log.info("%s: client started", ifname)

@@ -235,31 +235,14 @@ class _Runtime:
             else:
                 self.started(node)
             await node.fn()
-        except trio.Cancelled:
-            self.exited(node, NodeState.CANCELED, stop=not node.cancelled)
-            raise
         except BaseException as exc:
-            fatal, _ = _split(exc, _is_fatal)
-            if fatal is not None:
-                self.exited(node, NodeState.DEAD, exc, stop=True)
-                self.fail(exc)
-                return
-            cancelled, rest = _split(exc, _is_cancelled)
+            cancelled = self.raised(node, exc, asked=node.cancelled)
+            if cancelled is exc:
+                raise
             if cancelled is not None:
-                self.exited(node, NodeState.CANCELED, stop=not node.cancelled)
-                if rest is not None:
-                    logging.getLogger(node.dn()).error("failed while cancelled", exc_info=rest)
                 raise cancelled from None
-            self.died(node, exc)
         else:
-            if node.cancelled and not node.done_signalled:
-                self.exited(node, NodeState.CANCELED)
-            elif node.done_signalled or node.restart is not Restart.PERMANENT:
-                self.exited(node, NodeState.DONE)
-            else:
-                message = f"runnable returned while {node.state.name}, without signalling DONE"
-                logging.getLogger(node.dn()).error(message)
-                self.exited(node, NodeState.DEAD, RuntimeError(message))
+            self.returned(node, left=node.cancelled and not node.done_signalled)
         finally:
             if self.settle_event is not None:
                 self.settled_changed()
@@ -282,41 +265,56 @@ class _Runtime:
                 else:
                     self.started(node)
                 await node.fn()
-        except trio.Cancelled:
-            # Not caught by the node's own scope: the cancellation came from outside the node
-            # (supervise's caller, or the tree stopping). Never a restart.
-            self.exited(node, NodeState.CANCELED, stop=True)
-            raise
         except BaseException as exc:
-            fatal, _ = _split(exc, _is_fatal)
-            if fatal is not None:
-                self.exited(node, NodeState.DEAD, exc, stop=True)
-                self.fail(exc)
-                return
-            cancelled, rest = _split(exc, _is_cancelled)
+            # A `Cancelled` not caught by the node's own scope came from outside the node
+            # (supervise's caller, or the tree stopping): never a restart.
+            cancelled = self.raised(node, exc, asked=False)
+            if cancelled is exc:
+                raise
             if cancelled is not None:
-                self.exited(node, NodeState.CANCELED, stop=True)
-                if rest is not None:
-                    logging.getLogger(node.dn()).error("failed while cancelled", exc_info=rest)
                 raise cancelled from None
-            self.died(node, exc)
         else:
-            if scope.cancelled_caught or (scope.cancel_called and not node.done_signalled):
-                if node.failure is not None:
-                    # Killed because a child's restart limit was exceeded: a death of its own.
-                    logging.getLogger(node.dn()).error("runnable died: %s", node.failure)
-                    self.exited(node, NodeState.DEAD, node.failure)
-                else:
-                    self.exited(node, NodeState.CANCELED)
-            elif node.done_signalled or node.restart is not Restart.PERMANENT:
-                self.exited(node, NodeState.DONE)
-            else:
-                message = f"runnable returned while {node.state.name}, without signalling DONE"
-                logging.getLogger(node.dn()).error(message)
-                self.exited(node, NodeState.DEAD, RuntimeError(message))
+            cancelled_by_tree = scope.cancel_called and not node.done_signalled
+            self.returned(node, left=scope.cancelled_caught or cancelled_by_tree)
         finally:
             if self.settle_event is not None:
                 self.settled_changed()
+
+    def raised(self, node: Node, exc: BaseException, *, asked: bool) -> BaseException | None:
+        """Classify an exception out of a node's task; return the `Cancelled` to re-raise.
+
+        `asked`: the tree had asked the node to leave, so a `Cancelled` is the tree's (a
+        CANCELED exit it decides about) rather than a foreign one (which stops the tree).
+        """
+        fatal, _ = _split(exc, _is_fatal)
+        if fatal is not None:
+            self.exited(node, NodeState.DEAD, exc, stop=True)
+            self.fail(exc)
+            return None
+        cancelled, rest = _split(exc, _is_cancelled)
+        if cancelled is not None:
+            self.exited(node, NodeState.CANCELED, stop=not asked)
+            if rest is not None:
+                logging.getLogger(node.dn()).error("failed while cancelled", exc_info=rest)
+            return exc if rest is None and cancelled is exc else cancelled
+        self.died(node, exc)
+        return None
+
+    def returned(self, node: Node, *, left: bool) -> None:
+        """Classify a clean return; `left`: the tree had asked the node to leave."""
+        if left:
+            if node.failure is not None:
+                # Killed because a child's restart limit was exceeded: a death of its own.
+                logging.getLogger(node.dn()).error("runnable died: %s", node.failure)
+                self.exited(node, NodeState.DEAD, node.failure)
+            else:
+                self.exited(node, NodeState.CANCELED)
+        elif node.done_signalled or node.restart is not Restart.PERMANENT:
+            self.exited(node, NodeState.DONE)
+        else:
+            message = f"runnable returned while {node.state.name}, without signalling DONE"
+            logging.getLogger(node.dn()).error(message)
+            self.exited(node, NodeState.DEAD, RuntimeError(message))
 
     def started(self, node: Node) -> None:
         old = node.state
