@@ -510,33 +510,42 @@ class Handle:
         assert state is not None
         return state
 
-    async def wait_settled(self) -> None:
+    async def wait_settled(self, *, idle: bool = True) -> None:
         """Wait until the tree is *settled*.
 
-        Settled means all three of:
+        Args:
+            idle: also wait until every task of this Trio run is blocked (for tests); False
+                waits for the tree alone, without importing `trio.testing` (for agents).
+
+        Settled means:
         - no restart is owed: no unfinished node in the tree is DEAD or CANCELED, or DONE and
           cancelled by the tree (a node that wants a restart stays in the tree until its whole
           subtree has exited and it is replaced);
         - no node is waiting to start: no restart waiting out its backoff, no declared child
           whose task has not run yet; and none is leaving: no task the tree cancelled is
           still running its cleanup;
-        - every task in this Trio run is blocked (`trio.testing.wait_all_tasks_blocked`).
-        From a settled state nothing in the tree changes until something outside it acts (a
-        test pokes a runnable, a socket becomes readable) or the clock reaches a deadline a
+        - with `idle`, every task in this Trio run is blocked
+          (`trio.testing.wait_all_tasks_blocked`).
+        From a settled, idle state nothing in the tree changes until something outside it acts
+        (a test pokes a runnable, a socket becomes readable) or the clock reaches a deadline a
         runnable set itself. Once the tree is stopping (shutdown, a propagated exception),
-        nothing is owed any more and only the last condition applies.
+        nothing is owed any more and only the idle condition applies.
 
-        Meant for tests on a `MockClock` (with autojump, backoffs and cleanups elapse at once);
-        it replaces Monogon's `waitSettle` (50 idle GC cycles) without its timing guess. A
-        runnable that never finishes its cleanup keeps the tree unsettled, as it should.
+        With `idle`, meant for tests on a `MockClock` (with autojump, backoffs and cleanups
+        elapse at once); it replaces Monogon's `waitSettle` (50 idle GC cycles) without its
+        timing guess. A runnable that never finishes its cleanup keeps the tree unsettled, as it
+        should. Each check walks the whole tree, once per task exit or start while waiting.
         """
         runtime = self._runtime
         while True:
-            # Imported here, not at the top: trio.testing costs ~60 ms and ~10 MB at start-up,
-            # and only tests and benchmarks ever wait for the tree to settle.
-            import trio.testing
+            if idle:
+                # Imported here, not at the top: trio.testing costs ~60 ms and ~10 MB at
+                # start-up, and only tests and benchmarks ever wait for the tree to be idle.
+                from trio.testing import wait_all_tasks_blocked
 
-            await trio.testing.wait_all_tasks_blocked()
+                await wait_all_tasks_blocked()
+            else:
+                await trio.lowlevel.checkpoint()
             if runtime.stopping or not any(
                 node.pending or (node.running and node.cancelled) or tree.wants_restart(node)
                 for node in runtime.root.walk()

@@ -221,3 +221,30 @@ async def test_log_tree_and_dump_on_signal(
     ]
     with pytest.raises(RuntimeError, match="not called from a supervised runnable"):
         log_tree(log)
+
+
+async def test_wait_settled_without_idle_waits_for_the_tree_alone(
+    autojump_clock: MockClock, running: Running
+) -> None:
+    """An agent can wait for restarts to be over while its own tasks keep working."""
+    rc = RemoteControlled()
+
+    async def busy() -> None:
+        signal(Signal.HEALTHY)
+        while True:  # never blocked for long: `idle` would not matter, the tree does
+            await trio.sleep(0.01)
+
+    async def root() -> None:
+        run("rc", rc)
+        run("busy", busy)
+        signal(Signal.HEALTHY)
+        await trio.sleep_forever()
+
+    async with running(root) as (handle, _):
+        await handle.wait_settled(idle=False)
+        rc.die()
+        await trio.sleep(0.1)  # rc died at 0 and waits out its 0.5 s backoff
+        assert handle.states()["root.rc"] is DEAD
+        await handle.wait_settled(idle=False)
+        assert trio.current_time() == 0.5
+        assert handle.states()["root.rc"] is NEW
