@@ -8,7 +8,8 @@ decision is the machine's; this shell only knows addressing, time and failure.
 
 One Trio loop per `run()`: wait for a datagram or the machine's next deadline, whichever comes
 first; hand it to the machine; carry out what it says. Receiver tasks (one per open transport)
-only move payloads into that loop's channel.
+only move payloads into that loop's channel. The latest lease event is a trio-util `AsyncValue`
+(`latest`, on which `wait_bound()` waits) and the carrier an `AsyncBool` (`carrier`).
 
 Invariants:
 
