@@ -507,6 +507,7 @@ async def test_a_client_started_by_the_caller_is_taken_over(
         n.nursery.start_soon(run_client)
         await trio.sleep(1)
         assert client.state is (State.BOUND if started_with_carrier else State.INIT)
+        assert len(n.sent()) == (1 if started_with_carrier else 0)  # none into a dead link
         links = ScriptedLinks(n.link)
         links.push(flags=UP if not started_with_carrier else UP & ~IFF_LOWER_UP)
         async with harness(partial(run_interface, client, source=links, running=stop)):
