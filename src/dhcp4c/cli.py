@@ -500,7 +500,7 @@ class _KernelSide:
 
     The import starts when `request()` is first called (after a client's first send) and runs
     in `run()`, a task of the command's nursery; `netconfig()` and `linkwatch()` wait for it.
-    A failed import is raised to every waiter.
+    A failed import (a broken installation) ends the command with its error.
     """
 
     _MODULES = ("dhcp4c.netconfig", "dhcp4c.linkwatch")
@@ -511,7 +511,6 @@ class _KernelSide:
         self._requested = trio.Event()
         self._done = trio.Event()
         self._modules: dict[str, ModuleType] = {}
-        self._error: BaseException | None = None
 
     def request(self) -> None:
         self._requested.set()
@@ -526,18 +525,12 @@ class _KernelSide:
         def load() -> dict[str, ModuleType]:
             return {name: importlib.import_module(name) for name in self._MODULES}
 
-        try:
-            self._modules = await trio.to_thread.run_sync(load)
-        except Exception as error:
-            self._error = error
-        finally:
-            self._done.set()
+        self._modules = await trio.to_thread.run_sync(load)
+        self._done.set()
 
     async def _module(self, name: str) -> ModuleType:
         self.request()
         await self._done.wait()
-        if self._error is not None:
-            raise self._error
         return self._modules[name]
 
     async def netconfig(self) -> ModuleType:
@@ -700,7 +693,15 @@ def run(settings: Settings, interfaces: Sequence[Interface]) -> int:
     """Run the clients under one supervision tree until a signal (or `--once`); the exit code."""
     import trio
 
-    return trio.run(_serve, settings, tuple(interfaces))
+    try:
+        return trio.run(_serve, settings, tuple(interfaces))
+    except BaseException as error:
+        # A task of `_serve` failed (not a client: the supervisor keeps those): its error, not
+        # the nursery's group, is the one line to print.
+        inner = getattr(error, "exceptions", None)
+        if inner is not None and len(inner) == 1 and isinstance(inner[0], Exception):
+            raise inner[0] from None
+        raise
 
 
 async def _serve(settings: Settings, interfaces: tuple[Interface, ...]) -> int:
