@@ -84,7 +84,7 @@ from dhcp4c.machine import (
     State,
 )
 from dhcp4c.message import Message, MessageError
-from dhcp4c.observe import LeaseEvent, LeaseEventKind, LeaseObservers, holds_lease
+from dhcp4c.observe import LeaseEvent, LeaseEventKind, LeaseObservers
 from dhcp4c.transport import BroadcastTransport, Transport, UnicastTransport
 
 __all__ = [
@@ -338,9 +338,7 @@ class Client:
             held already. Built on `latest.wait_value`: the lease returned may have been renewed
             or lost again by the time the caller runs.
         """
-        event = await self._observers.value.wait_value(holds_lease)
-        assert event is not None and event.lease is not None
-        return event.lease
+        return await self._observers.wait_lease()
 
     # -- commands -----------------------------------------------------------------------------
 

@@ -180,9 +180,12 @@ class LeaseObservers:
     async def wait_lease(self) -> Lease:
         """Wait until a lease is held (return at once when one is) and return it.
 
-        Always a checkpoint, as `AsyncValue.wait_value` is.
+        Subscribers woken by the same publication have run when it returns.
         """
         event = await self._value.wait_value(holds_lease)
+        # `wait_value` returns in the scheduling batch the publication woke, alongside the
+        # subscribers: one more checkpoint lets them take the event before our caller goes on.
+        await trio.lowlevel.checkpoint()
         assert event is not None and event.lease is not None
         return event.lease
 
