@@ -6,14 +6,14 @@ protocol as a pure state machine (RFC 2131 §4.4): inputs carry `now`, outputs a
 and lease events; `lease` turns an accepted DHCPACK into a sanitised `Lease`. `client` is the thin
 Trio shell (one restartable supervisor runnable per interface): it feeds datagrams from the
 `transport` package (AF_PACKET with a BPF filter while unconfigured, UDP once bound) and timers
-into the machine, carries its actions out, awaits the lease callback (`netconfig`, rtnetlink) and
-publishes events to observers (`observe`); `linkwatch` follows the link over netlink (carrier,
-hardware address, removal) and drives the client accordingly. `leasefile` keeps leases across
-restarts, `cli` is the `dhcp4c` command (its fast start, `faststart` over the raw netlink of
-`rtnl`, binds with one synchronous exchange before Trio is imported and hands the lease to
-`Client(bound_lease=...)`) and `testing` holds the in-process server, the in-memory
-network with fault injection and the network-namespace helpers used by the tests, the demo and
-the benchmarks.
+into the machine, carries its actions out, awaits the lease callback (`netconfig`, rtnetlink),
+holds the latest lease event and the carrier in trio-util values and fans events out to
+observers (`observe`); `linkwatch` follows the link over netlink (carrier, hardware address,
+removal) and drives the client accordingly. `leasefile` keeps leases across restarts, `cli` is
+the `dhcp4c` command (the same Trio client; its first DISCOVER goes out before the kernel side is
+imported, and that import runs in a worker thread while the server answers) and `testing` holds
+the in-process server, the in-memory network with fault injection and the network-namespace
+helpers used by the tests, the demo and the benchmarks.
 
 Deliberate deviations from the RFCs:
 

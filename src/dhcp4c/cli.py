@@ -10,14 +10,12 @@ signals and exit codes. The protocol is the client's (`dhcp4c.client`), the kern
 
 Start-up time is part of the product (a client at boot waits for nothing else), so the module
 imports only the standard library at the top, and trio and the client only once the arguments
-are known to be good. Importing trio (~80 ms) costs far more than a rapid-commit exchange (about
-a millisecond), so with one interface the first exchange runs before it, synchronously
-(`dhcp4c.faststart`, the same sans-IO machine), and the leased address is added with a single
-netlink request (`dhcp4c.rtnl`); the Trio client then starts from that lease in BOUND
-(`Client(bound_lease=...)`) and its callback adds routes, MTU, resolv.conf and the lease file.
-Without an answer within the first retransmission interval, or with several interfaces, a lease
-file, no carrier or `--no-fast-start`, the client does it all itself. `bench/lease.py` measures it
-(and the floors) side by side.
+are known to be good. The command runs the same Trio `Client` as any embedder, one supervisor
+node per interface; what it adds is the order of start-up: each client starts with the carrier
+an ioctl reports, its first DISCOVER (or INIT-REBOOT REQUEST) goes out before the kernel side
+(`dhcp4c.netconfig`, `dhcp4c.linkwatch` and the netlink library under them) is imported, and
+that import runs in a worker thread while the server answers. The lease callback awaits the
+import before configuring; the link watch then takes the running client over.
 
 Exit codes (also in `--help`):
     0  clean exit: a signal (SIGTERM/SIGINT) after a lease, or `--once` bound and configured
@@ -43,6 +41,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     import argparse
+    from types import ModuleType
 
     import trio
 
@@ -92,6 +91,7 @@ _ARPHRD_ETHER = 1
 _SIOCGIFHWADDR = 0x8927
 _SIOCGIFMTU = 0x8921
 _SIOCGIFFLAGS = 0x8913
+_IFF_UP = 0x1
 _IFF_RUNNING = 0x40
 # IFNAMSIZ is 16 with the NUL; the kernel refuses "/", ":" and whitespace in names.
 _IFNAME = re.compile(r"[^/:\s\x00]{1,15}\Z")
@@ -140,7 +140,6 @@ class Settings:
     route_metric: int | None = None
     routes: bool = True
     mtu: bool = True
-    fast_start: bool = True
 
 
 # -- argument parsing ------------------------------------------------------------------------
@@ -179,13 +178,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-routes", dest="routes", action="store_false", help="install no routes")
     run.add_argument("--no-mtu", dest="mtu", action="store_false", help="ignore option 26")
-    run.add_argument(
-        "--no-fast-start",
-        dest="fast_start",
-        action="store_false",
-        help="(debugging) get the first lease with the Trio client, not the synchronous "
-        "exchange run before trio is imported",
-    )
     run.add_argument(
         "--route-metric",
         type=_int_range(0, 0xFFFFFFFF),
@@ -345,7 +337,6 @@ def parse(argv: Sequence[str]) -> Settings:
         route_metric=args.route_metric,
         routes=args.routes,
         mtu=args.mtu,
-        fast_start=args.fast_start,
     )
 
 
@@ -504,14 +495,64 @@ def _machine_settings(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def _client(settings: Settings, interface: Interface, bound_lease: Lease | None = None) -> Client:
+class _KernelSide:
+    """`dhcp4c.netconfig` and `dhcp4c.linkwatch`, imported once in a worker thread.
+
+    The import starts when `request()` is first called (after a client's first send) and runs
+    in `run()`, a task of the command's nursery; `netconfig()` and `linkwatch()` wait for it.
+    A failed import (a broken installation) ends the command with its error.
+    """
+
+    _MODULES = ("dhcp4c.netconfig", "dhcp4c.linkwatch")
+
+    def __init__(self) -> None:
+        import trio
+
+        self._requested = trio.Event()
+        self._done = trio.Event()
+        self._modules: dict[str, ModuleType] = {}
+
+    def request(self) -> None:
+        self._requested.set()
+
+    async def run(self) -> None:
+        import importlib
+
+        import trio
+
+        await self._requested.wait()
+
+        def load() -> dict[str, ModuleType]:
+            return {name: importlib.import_module(name) for name in self._MODULES}
+
+        self._modules = await trio.to_thread.run_sync(load)
+        self._done.set()
+
+    async def _module(self, name: str) -> ModuleType:
+        self.request()
+        await self._done.wait()
+        return self._modules[name]
+
+    async def netconfig(self) -> ModuleType:
+        return await self._module("dhcp4c.netconfig")
+
+    async def linkwatch(self) -> ModuleType:
+        return await self._module("dhcp4c.linkwatch")
+
+    @property
+    def loaded(self) -> ModuleType | None:
+        """The link watch module once imported, else None."""
+        return self._modules.get("dhcp4c.linkwatch")
+
+
+def _client(settings: Settings, interface: Interface, kernel: _KernelSide) -> Client:
     """The client for one interface: its configuration, callback and lease file.
 
-    `bound_lease` (Trio clock) is the fast start's lease (`_fast_start`), applied by the first run.
+    The callback is made on its first call, once `kernel` has imported `dhcp4c.netconfig`.
     """
     import trio
 
-    from dhcp4c import leasefile, netconfig
+    from dhcp4c import leasefile
     from dhcp4c.client import Client
     from dhcp4c.machine import MachineConfig
 
@@ -525,7 +566,6 @@ def _client(settings: Settings, interface: Interface, bound_lease: Lease | None 
         client_id = identity(hwaddr)
     except ValueError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
-    extra: list[LeaseCallback] = []
     lease = None
     made: list[Client] = []
 
@@ -535,36 +575,48 @@ def _client(settings: Settings, interface: Interface, bound_lease: Lease | None 
         current = (made[0].hwaddr if made else None) or hwaddr
         return current, identity(current)
 
+    path = None
     if settings.lease_dir is not None:
         path = leasefile.lease_path(settings.lease_dir, name)
         lease = leasefile.load(path, name, hwaddr, trio.current_time(), client_id=client_id)
         if lease is not None:
             _logger().info("%s: trying %s from %s again", name, lease.address, path)
-        extra.append(
-            netconfig.lease_file_callback(
-                path, ifname=name, hwaddr=hwaddr, client_id=client_id, owner=owner
+
+    def make(netconfig: ModuleType) -> LeaseCallback:
+        extra: list[LeaseCallback] = []
+        if path is not None:
+            extra.append(
+                netconfig.lease_file_callback(
+                    path, ifname=name, hwaddr=hwaddr, client_id=client_id, owner=owner
+                )
             )
-        )
-    callback: LeaseCallback
-    if settings.configure:
-        callback = netconfig.configure(
-            name,
-            routes=settings.routes,
-            mtu=settings.mtu,
-            resolv_conf=settings.resolv_conf,
-            route_metric=settings.route_metric,
-            extra=extra,
-        )
-    else:
+        if settings.configure:
+            configure: LeaseCallback = netconfig.configure(
+                name,
+                routes=settings.routes,
+                mtu=settings.mtu,
+                resolv_conf=settings.resolv_conf,
+                route_metric=settings.route_metric,
+                extra=extra,
+            )
+            return configure
         if settings.resolv_conf is not None:
             extra.insert(0, netconfig.resolv_conf_callback(settings.resolv_conf, ifname=name))
-        callback = netconfig.compose(*extra)
+        composed: LeaseCallback = netconfig.compose(*extra)
+        return composed
+
+    made_callback: list[LeaseCallback] = []
+
+    async def callback(old: Lease | None, new: Lease | None) -> None:
+        if not made_callback:
+            made_callback.append(make(await kernel.netconfig()))
+        await made_callback[0](old, new)
+
     client = Client(
         name,
         hwaddr=hwaddr,
         mtu=interface.mtu,
         lease=lease,
-        bound_lease=bound_lease,
         callback=callback,
         **config,
     )
@@ -572,11 +624,8 @@ def _client(settings: Settings, interface: Interface, bound_lease: Lease | None 
     return client
 
 
-# -- the fast start: the first lease before trio is imported ---------------------------------
-
-
 def _running(interface: Interface) -> bool:
-    """Whether the interface is up with a carrier (IFF_RUNNING, SIOCGIFFLAGS)."""
+    """Whether the interface is up with a carrier (IFF_UP and IFF_RUNNING, SIOCGIFFLAGS)."""
     import fcntl
     import socket
     import struct
@@ -587,64 +636,51 @@ def _running(interface: Interface) -> bool:
             raw = fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, ifreq)
     except OSError:
         return False
-    return bool(struct.unpack_from("=H", raw, 16)[0] & _IFF_RUNNING)
+    flags = int(struct.unpack_from("=H", raw, 16)[0])
+    return flags & (_IFF_UP | _IFF_RUNNING) == _IFF_UP | _IFF_RUNNING
 
 
-def _fast_start(
-    settings: Settings, interfaces: Sequence[Interface]
-) -> tuple[Lease | None, float] | None:
-    """Run the synchronous first exchange (`dhcp4c.faststart`) when the run allows it.
+async def _run_node(client: Client, kernel: _KernelSide) -> None:
+    """One interface's supervisor node: its client and the watch of its link.
 
-    It applies to one interface with a carrier, without a lease file to verify by INIT-REBOOT,
-    not disabled by `--no-fast-start`. With kernel configuration the leased address is added
-    (`dhcp4c.rtnl`) before returning; routes, MTU, resolv.conf and the lease file follow through
-    the client's callback once trio is imported.
-
-    Returns:
-        None when it did not apply, else the lease (times on `faststart.clock`; None when none
-        came within the budget) and the seconds spent. Without a lease the normal path starts
-        from INIT, as if this never ran (but within what is left of `--timeout`).
+    The first run in the process starts the client at once and imports the kernel side while
+    the server answers; `linkwatch.run_interface` then takes the running client over. Once
+    imported (a restart of the node), it is `linkwatch.run_interface` alone.
     """
-    if not settings.fast_start or len(interfaces) != 1:
-        return None
-    interface = interfaces[0]
-    if not _running(interface):
-        return None  # linkwatch waits for the carrier
-    if settings.lease_dir is not None:
-        from dhcp4c import leasefile
+    import trio
 
-        if leasefile.lease_path(settings.lease_dir, interface.name).exists():
-            return None
-    import math
+    linkwatch = kernel.loaded
+    if linkwatch is not None:
+        await linkwatch.run_interface(client)
+        return
+    scope = trio.CancelScope()
+    ended = trio.Event()
 
-    from dhcp4c import faststart
-    from dhcp4c.machine import MachineConfig
+    async def run_client(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with scope:
+                await client.run(task_status=task_status)
+        finally:
+            ended.set()
 
-    config = _machine_settings(settings)
-    config.setdefault(
-        "max_message_size", MachineConfig.max_message_size_for_mtu(interface.mtu or 1500)
-    )
+    async def stop() -> None:
+        scope.cancel()
+        await ended.wait()
+
     try:
-        machine_config = MachineConfig(hwaddr=interface.hwaddr, interface=interface.name, **config)
-    except ValueError:
-        return None  # reported by `_client` on the normal path
-    apply = None
-    if settings.configure:
-        from dhcp4c import rtnl
-
-        def apply(lease: Lease) -> None:
-            rtnl.replace_address(lease.address, interface.index, lease.remaining(faststart.clock()))
-
-    start = faststart.clock()
-    # Budget: the first retransmission interval (RFC 2131 §4.1, 4 s): a link that needs a
-    # retransmission gains nothing from skipping the imports.
-    budget = min(settings.timeout or math.inf, machine_config.retransmit_initial)
-    lease = faststart.exchange(interface.name, machine_config, budget=budget, apply=apply)
-    spent = faststart.clock() - start
-    if lease is None:
-        return None, spent
-    _logger().debug("%s: fast start: %s in %.1f ms", interface.name, lease.address, spent * 1e3)
-    return lease, spent
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_client)  # the first DISCOVER is out
+            kernel.request()
+            linkwatch = await kernel.linkwatch()
+            await linkwatch.run_interface(client, running=stop)
+            nursery.cancel_scope.cancel()
+    except BaseException as error:
+        # A nursery wraps the client's error in a group: the supervisor's log deserves the
+        # error itself (as `linkwatch.run_interface` gives it).
+        inner = getattr(error, "exceptions", None)
+        if inner is not None and len(inner) == 1 and isinstance(inner[0], Exception):
+            raise inner[0] from None
+        raise
 
 
 def _logger() -> Any:
@@ -653,58 +689,48 @@ def _logger() -> Any:
     return logging.getLogger("dhcp4c")
 
 
-def run(
-    settings: Settings,
-    interfaces: Sequence[Interface],
-    fast: tuple[Lease | None, float] | None = None,
-) -> int:
-    """Run the clients under one supervision tree until a signal (or `--once`); the exit code.
-
-    `fast` is `_fast_start`'s result: its lease is handed to the (only) client.
-    """
+def run(settings: Settings, interfaces: Sequence[Interface]) -> int:
+    """Run the clients under one supervision tree until a signal (or `--once`); the exit code."""
     import trio
 
-    return trio.run(_serve, settings, tuple(interfaces), fast)
+    try:
+        return trio.run(_serve, settings, tuple(interfaces))
+    except BaseException as error:
+        # A task of `_serve` failed (not a client: the supervisor keeps those): its error, not
+        # the nursery's group, is the one line to print.
+        inner = getattr(error, "exceptions", None)
+        if inner is not None and len(inner) == 1 and isinstance(inner[0], Exception):
+            raise inner[0] from None
+        raise
 
 
-async def _serve(
-    settings: Settings,
-    interfaces: tuple[Interface, ...],
-    fast: tuple[Lease | None, float] | None = None,
-) -> int:
+async def _serve(settings: Settings, interfaces: tuple[Interface, ...]) -> int:
     import contextlib
     import functools
     import math
     import signal
 
     import trio
+    from trio_util import compose_values
 
     import supervisor
-    from dhcp4c import linkwatch
+    from dhcp4c.observe import holds_lease
 
+    kernel = _KernelSide()
     clients = {}
     taken: set[str] = set()
-    bound_lease: Lease | None = None
     timeout = settings.timeout
-    if fast is not None:
-        import time
-
-        from dhcp4c.client import _shift
-
-        # The fast start's lease is on time.perf_counter(); Trio's clock is perf_counter plus an
-        # offset (trio._core._run.SystemClock): measure it once.
-        bound_lease = _shift(fast[0], trio.current_time() - time.perf_counter())
-        if timeout is not None:
-            timeout = max(timeout - fast[1], 0.0)
     for interface in interfaces:
-        clients[_node_name(interface.name, taken)] = _client(settings, interface, bound_lease)
+        client = _client(settings, interface, kernel)
+        client.set_carrier(_running(interface))  # until the link watch reads the link
+        clients[_node_name(interface.name, taken)] = client
 
     async def root() -> None:
         for node, client in clients.items():
-            # The client and the watch of its link in one node (issue 6): carrier changes
-            # pause and resume it, a new MAC address starts it over, a vanished interface
-            # ends it (DONE) while the others go on.
-            supervisor.run(node, functools.partial(linkwatch.run_interface, client))
+            # The client and the watch of its link in one node: carrier changes pause and
+            # resume it, a new MAC address starts it over, a vanished interface ends it (DONE)
+            # while the others go on.
+            supervisor.run(node, functools.partial(_run_node, client, kernel))
         supervisor.signal(supervisor.Signal.HEALTHY)
         supervisor.signal(supervisor.Signal.DONE)
 
@@ -724,9 +750,14 @@ async def _serve(
                 return
 
     async def wait_all_bound(scope: trio.CancelScope) -> None:
-        with trio.move_on_after(timeout if timeout is not None else math.inf) as timer:
-            for client in clients.values():
-                await client.wait_bound()
+        # "Every interface holds a lease" is derived from each client's latest event, at the
+        # same moment: an earlier lease lost while waiting for a later one does not count.
+        latest = {f"c{n}": client.latest for n, client in enumerate(clients.values())}
+        with (
+            trio.move_on_after(timeout if timeout is not None else math.inf) as timer,
+            compose_values(**latest) as every,
+        ):
+            await every.wait_value(lambda events: all(map(holds_lease, events)))
         if timer.cancelled_caught:
             missing = [c.interface for c in clients.values() if c.lease is None]
             _logger().error("no lease within %g s on %s", settings.timeout, ", ".join(missing))
@@ -738,6 +769,7 @@ async def _serve(
 
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(kernel.run)
             nursery.start_soon(watch_signals, scope)
             nursery.start_soon(wait_all_bound, scope)
             if settings.json:
@@ -837,7 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(error), error.code)
     _setup_logging(settings.verbosity)
     try:
-        return run(settings, interfaces, _fast_start(settings, interfaces))
+        return run(settings, interfaces)
     except CommandError as error:
         _fail(str(error), error.code)
     except BaseException as error:  # the last line of defence: one line, no traceback

@@ -8,7 +8,8 @@ decision is the machine's; this shell only knows addressing, time and failure.
 
 One Trio loop per `run()`: wait for a datagram or the machine's next deadline, whichever comes
 first; hand it to the machine; carry out what it says. Receiver tasks (one per open transport)
-only move payloads into that loop's channel.
+only move payloads into that loop's channel. The latest lease event is a trio-util `AsyncValue`
+(`latest`, on which `wait_bound()` waits) and the carrier an `AsyncBool` (`carrier`).
 
 Invariants:
 
@@ -67,6 +68,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 import trio
+from trio_util import AsyncBool, AsyncValue
 
 from dhcp4c.lease import Lease
 from dhcp4c.machine import (
@@ -220,10 +222,6 @@ class Client:
         mtu: the interface MTU for option 57; default: read from the interface at each run.
         lease: a lease known from before (a lease file); the first run verifies it by
             INIT-REBOOT. Its times are on the Trio clock.
-        bound_lease: a lease just ACKed with this configuration but not applied yet (the
-            command's synchronous first exchange, `dhcp4c.faststart`), Trio clock: the first run
-            starts in BOUND with it, calls the callback with `(None, bound_lease)` and publishes
-            "bound", without sending anything. Exclusive with `lease`.
         callback: `async def callback(old, new)`, awaited before the client relies on a lease
             change (see `dhcp4c.netconfig`); its exceptions end `run()`.
         transport_factory: opens transports (default: the real sockets, `default_transport`).
@@ -251,7 +249,6 @@ class Client:
         hwaddr: bytes | None = None,
         mtu: int | None = None,
         lease: Lease | None = None,
-        bound_lease: Lease | None = None,
         callback: LeaseCallback | None = None,
         transport_factory: TransportFactory | None = None,
         rng: random.Random | None = None,
@@ -264,8 +261,6 @@ class Client:
             raise TypeError(f"unknown client configuration: {', '.join(sorted(unknown))}")
         if suspend_check <= 0:
             raise ValueError("suspend_check must be positive")
-        if lease is not None and bound_lease is not None:
-            raise ValueError("lease and bound_lease are exclusive")
         # Validate now, so that a bad option is a clear error at start-up, not a dead runnable.
         MachineConfig(hwaddr=hwaddr or _PLACEHOLDER_HWADDR, interface=interface, **config)
         self.interface = interface
@@ -284,10 +279,6 @@ class Client:
         # The lease the callback last applied (Trio clock); a lease given to the constructor was
         # applied by whoever saved it (the previous process).
         self._applied: Lease | None = lease
-        if bound_lease is not None:
-            self._held = bound_lease
-        # The first run resumes `bound_lease` without INIT-REBOOT (`Machine(verified=True)`).
-        self._verified = bound_lease is not None
         self._last_hwaddr: bytes | None = None
         self._machine: Machine | None = None
         self._wake: trio.MemorySendChannel[bytes | None] | None = None
@@ -303,7 +294,7 @@ class Client:
         self._transports: dict[IPv4Address | None, _Open] = {}
         self._machine_drops_seen: Counter[str] = Counter()
         # The carrier as last reported by `set_carrier` (linkwatch); a run starts with it.
-        self._carrier = True
+        self._carrier = AsyncBool(True)
 
     # -- observers ----------------------------------------------------------------------------
 
@@ -330,8 +321,23 @@ class Client:
         """
         return self._observers.subscribe()
 
+    @property
+    def latest(self) -> AsyncValue[LeaseEvent | None]:
+        """The latest lease event (None before the first) as a trio-util `AsyncValue`.
+
+        For waiting on a state, `await client.latest.wait_value(predicate)`, or for composing
+        several clients' states (`trio_util.compose_values`). Only the client assigns it.
+        """
+        return self._observers.value
+
     async def wait_bound(self) -> Lease:
-        """Wait until the client holds a lease (at once if it does) and return it."""
+        """Wait until the client holds a lease and return it.
+
+        Returns:
+            The lease once its callback has applied it; at once (after a checkpoint) when one is
+            held already. Built on `latest.wait_value`: the lease returned may have been renewed
+            or lost again by the time the caller runs.
+        """
         return await self._observers.wait_lease()
 
     # -- commands -----------------------------------------------------------------------------
@@ -381,6 +387,12 @@ class Client:
         """The hardware address in use: the configured one, else the last one read (or None)."""
         return self._hwaddr if self._hwaddr is not None else self._last_hwaddr
 
+    @property
+    def carrier(self) -> AsyncBool:
+        """The carrier as last reported by `set_carrier` (True until then), an `AsyncBool` to
+        wait on (`await client.carrier.wait_value(True)`); change it with `set_carrier` only."""
+        return self._carrier
+
     def set_carrier(self, up: bool) -> None:
         """Report the link's carrier, whether the client is running or not.
 
@@ -388,7 +400,7 @@ class Client:
         link down (nothing is sent until the carrier comes back). While running, the same as
         `link_up()` / `link_down()`.
         """
-        self._carrier = up
+        self._carrier.value = up
         if self._wake is not None:
             (self.link_up if up else self.link_down)()
 
@@ -413,11 +425,14 @@ class Client:
 
     # -- the runnable -------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the client until cancelled (a supervisor runnable).
 
         Signals `Signal.HEALTHY` once a lease is bound when run under a supervisor. Returns
-        only by cancellation, after sending DHCPRELEASE when `release_on_stop` is set.
+        only by cancellation, after sending DHCPRELEASE when `release_on_stop` is set. With
+        `await nursery.start(client.run)`, returns to the caller once the start is carried out:
+        the first DISCOVER or INIT-REBOOT REQUEST is sent (nothing while the carrier is down),
+        so that the caller can do slower work while the server answers.
 
         Raises:
             OSError: the interface cannot be read or its broadcast socket opened.
@@ -435,7 +450,7 @@ class Client:
         try:
             async with trio.open_nursery() as nursery:
                 try:
-                    await self._loop(machine, nursery, wake_receive)
+                    await self._loop(machine, nursery, wake_receive, task_status)
                 except trio.Cancelled:
                     with trio.CancelScope(shield=True) as scope:
                         scope.deadline = trio.current_time() + _STOP_TIMEOUT
@@ -478,10 +493,8 @@ class Client:
             machine_config,
             rng=self._rng,
             lease=self._held,
-            link_up=self._carrier,
-            verified=self._verified,
+            link_up=self._carrier.value,
         )
-        self._verified = False
         self._machine = machine
         self._machine_drops_seen = Counter()
         return machine
@@ -538,9 +551,11 @@ class Client:
         machine: Machine,
         nursery: trio.Nursery,
         datagrams: trio.MemoryReceiveChannel[bytes | None],
+        task_status: trio.TaskStatus[None],
     ) -> None:
         machine.start(self._now())
         await self._carry_out(machine, nursery)
+        task_status.started()
         while True:
             while self._commands:
                 self._commands.pop(0)(self._now())

@@ -46,6 +46,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -313,6 +314,7 @@ async def run_interface(
     *,
     netns: str | None = None,
     source: LinkSource | None = None,
+    running: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run `client` and watch its link: a supervisor runnable for one interface.
 
@@ -326,6 +328,10 @@ async def run_interface(
         netns: the network namespace of the interface (a name under /run/netns or a path);
             None: the calling thread's. The client's own sockets are the client's business.
         source: where link snapshots come from (default: `LinkWatch.open(...)` in `netns`).
+        running: the client is running already, started by the caller (the command starts it
+            before this module is imported); awaiting `running()` must stop that run and
+            return once it ended. The first snapshot then corrects the carrier the client
+            started with, and the client's later runs are this function's own.
 
     Raises:
         OSError: the netlink socket failed.
@@ -342,7 +348,8 @@ async def run_interface(
     try:
         tracker = LinkTracker(client.interface, hwaddr=client.hwaddr)
         while True:
-            ending = await _run_until_change(client, links, tracker, log)
+            ending = await _run_until_change(client, links, tracker, log, running)
+            running = None
             if isinstance(ending, LinkGone):
                 log.info("%s: interface gone; stopping its client", client.interface)
                 await client.forget(INTERFACE_GONE)
@@ -359,11 +366,15 @@ async def run_interface(
 
 
 async def _run_until_change(
-    client: Client, links: LinkSource, tracker: LinkTracker, log: logging.Logger
+    client: Client,
+    links: LinkSource,
+    tracker: LinkTracker,
+    log: logging.Logger,
+    running: Callable[[], Awaitable[None]] | None = None,
 ) -> HwaddrChanged | LinkGone:
     """Run the client, telling it the carrier, until the link changes identity or goes."""
     try:
-        return await _supervise_client(client, links, tracker, log)
+        return await _supervise_client(client, links, tracker, log, running)
     except BaseException as error:
         # The client runs in a nursery, so Trio wraps its exception in a group: the supervisor's
         # log (and `propagate_exceptions`) deserve the client's error itself.
@@ -374,20 +385,33 @@ async def _run_until_change(
 
 
 async def _supervise_client(
-    client: Client, links: LinkSource, tracker: LinkTracker, log: logging.Logger
+    client: Client,
+    links: LinkSource,
+    tracker: LinkTracker,
+    log: logging.Logger,
+    running: Callable[[], Awaitable[None]] | None = None,
 ) -> HwaddrChanged | LinkGone:
     async with trio.open_nursery() as nursery:
-        running = False
+        started = False
         while True:
-            if not running and tracker.known:
-                # After the first snapshot: the client starts with the carrier it reported.
-                running = True
-                nursery.start_soon(client.run)
+            if not started and tracker.known:
+                # After the first snapshot: the client starts with the carrier it reported, or
+                # (started by the caller) is told the carrier it reported when it differs.
+                started = True
+                if running is None:
+                    nursery.start_soon(client.run)
+                elif client.carrier.value != tracker.carrier:
+                    log.info(
+                        "%s: carrier %s", client.interface, "up" if tracker.carrier else "down"
+                    )
+                    client.set_carrier(tracker.carrier)
             for link in await links.receive():
                 for change in tracker.update(link):
                     if isinstance(change, CarrierChanged):
                         log.info("%s: carrier %s", client.interface, "up" if change.up else "down")
                         client.set_carrier(change.up)
                     else:
+                        if running is not None:
+                            await running()
                         nursery.cancel_scope.cancel()
                         return change

@@ -400,8 +400,6 @@ class Machine:
         lease: a lease known from before (crash-restart, a lease file); `start` verifies it by
             INIT-REBOOT if it has not expired.
         link_up: whether the link is up now; later changes come through `link_up`/`link_down`.
-        verified: `lease` was just bound by another machine with this configuration (the
-            command's fast start): the first `start` resumes it (BOUND until T1) silently.
 
     Inputs are method calls carrying `now`; outputs are read with `pop_actions()`, and the shell
     calls `handle_timer(now)` once `now >= next_deadline()`. Keeping the machine free of I/O
@@ -416,16 +414,12 @@ class Machine:
         rng: random.Random,
         lease: Lease | None = None,
         link_up: bool = True,
-        verified: bool = False,
     ) -> None:
         self._config = config
         self._client_id = config.client_identifier
         self._rng = rng
         self._state = State.STOPPED
         self._lease = lease
-        # `lease` was just ACKed (the command's synchronous first exchange, dhcp4c.faststart):
-        # the first `start` resumes it in BOUND, with no LeaseBound, instead of INIT-REBOOT.
-        self._verified = verified and lease is not None
         self._link = link_up
         self._actions: list[Action] = []
         self._drops: Counter[str] = Counter()
@@ -502,7 +496,7 @@ class Machine:
     # -- inputs -------------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        """Start the client: verify a known lease (INIT-REBOOT), resume a verified one, or discover.
+        """Start the client: verify a known lease (INIT-REBOOT), or discover.
 
         Raises:
             InvalidTransition: unless STOPPED.
@@ -513,10 +507,7 @@ class Machine:
         self._declines = 0
         if self._lease is not None and self._lease.expiry <= now:
             self._lose(LossReason.EXPIRED)
-        verified, self._verified = self._verified, False
-        if self._lease is not None and verified and self._link:
-            self._resume_lease(now)
-        elif self._lease is not None:
+        if self._lease is not None:
             if self._link:
                 self._start_rebooting(now)
             else:

@@ -18,6 +18,10 @@ Semantics (a "latest value" per subscriber, like Monogon's `event/memory` values
   the next publication notices and forgets it. `LeaseObservers.close()` ends every subscription
   (their `async for` loops finish).
 
+The latest event is a trio-util `AsyncValue` (`LeaseObservers.value`), so waiting for a state
+("a lease is held") is `wait_value(predicate)`; trio-util has no fan-out, so the per-subscriber
+buffers stay Trio memory channels.
+
 Invariants: `seq` increases by one per published event, from 1; the latest event's `lease` is the
 lease currently held (None after LOST).
 """
@@ -28,10 +32,11 @@ import enum
 from dataclasses import dataclass, replace
 
 import trio
+from trio_util import AsyncValue
 
 from dhcp4c.lease import Lease
 
-__all__ = ["LeaseEvent", "LeaseEventKind", "LeaseObservers"]
+__all__ = ["LeaseEvent", "LeaseEventKind", "LeaseObservers", "holds_lease"]
 
 
 class LeaseEventKind(str, enum.Enum):
@@ -85,20 +90,26 @@ class LeaseObservers:
 
     def __init__(self) -> None:
         self._subscriptions: list[_Subscription] = []
-        self._latest: LeaseEvent | None = None
+        self._value: AsyncValue[LeaseEvent | None] = AsyncValue(None)
         self._seq = 0
-        self._changed = trio.Event()
         self._closed = False
+
+    @property
+    def value(self) -> AsyncValue[LeaseEvent | None]:
+        """The latest event as an `AsyncValue` to wait on (None before the first); only
+        `publish` assigns it."""
+        return self._value
 
     @property
     def latest(self) -> LeaseEvent | None:
         """The latest event published, or None before the first one."""
-        return self._latest
+        return self._value.value
 
     @property
     def lease(self) -> Lease | None:
         """The lease held according to the latest event."""
-        return None if self._latest is None else self._latest.lease
+        latest = self._value.value
+        return None if latest is None else latest.lease
 
     @property
     def subscribers(self) -> int:
@@ -116,8 +127,9 @@ class LeaseObservers:
         if self._closed:
             subscription.send.close()
             return subscription.receive
-        if self._latest is not None:
-            subscription.send.send_nowait(replace(self._latest, missed=0))
+        latest = self._value.value
+        if latest is not None:
+            subscription.send.send_nowait(replace(latest, missed=0))
         self._subscriptions.append(subscription)
         return subscription.receive
 
@@ -140,11 +152,9 @@ class LeaseObservers:
             raise RuntimeError("lease observers are closed")
         self._seq += 1
         event = LeaseEvent(kind, lease, old, reason, self._seq)
-        self._latest = event
+        self._value.value = event  # wakes `wait_value` waiters (every event differs by `seq`)
         for subscription in tuple(self._subscriptions):
             self._offer(subscription, event)
-        self._changed.set()
-        self._changed = trio.Event()
         return event
 
     def _offer(self, subscription: _Subscription, event: LeaseEvent) -> None:
@@ -168,13 +178,16 @@ class LeaseObservers:
         self._subscriptions.remove(subscription)
 
     async def wait_lease(self) -> Lease:
-        """Wait until a lease is held (return at once when one is) and return it."""
-        while True:
-            lease = self.lease
-            if lease is not None:
-                await trio.lowlevel.checkpoint()
-                return lease
-            await self._changed.wait()
+        """Wait until a lease is held (return at once when one is) and return it.
+
+        Subscribers woken by the same publication have run when it returns.
+        """
+        event = await self._value.wait_value(holds_lease)
+        # `wait_value` returns in the scheduling batch the publication woke, alongside the
+        # subscribers: one more checkpoint lets them take the event before our caller goes on.
+        await trio.lowlevel.checkpoint()
+        assert event is not None and event.lease is not None
+        return event.lease
 
     def close(self) -> None:
         """End every subscription: pending events can still be read, then the channels end."""
@@ -182,3 +195,8 @@ class LeaseObservers:
         for subscription in self._subscriptions:
             subscription.send.close()
         self._subscriptions.clear()
+
+
+def holds_lease(event: LeaseEvent | None) -> bool:
+    """Whether a lease is held after `event` (the predicate for `wait_value`)."""
+    return event is not None and event.lease is not None

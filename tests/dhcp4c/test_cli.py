@@ -12,12 +12,22 @@ import subprocess
 import sys
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 from dhcp4c import cli
+from dhcp4c.client import Client
 from dhcp4c.lease import Lease
+from dhcp4c.machine import State
 from dhcp4c.message import BOOTREPLY, Message
+from dhcp4c.testing.server import ServerConfig, ServerCore
+from dhcp4c.testing.server_net import serve_memory
+from dhcp4c.transport.memory import MemoryNetwork
+
+HW = b"\x02\x00\x00\x00\x00\x01"
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -292,3 +302,57 @@ def test_startup_imports_stay_lazy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# -- start-up: one node's order of work -----------------------------------------------------
+
+
+class FakeKernel:
+    """`cli._KernelSide` as `_run_node` sees it, recording when the import is asked for."""
+
+    loaded = None
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.sent_at_request: dict[str, int] | None = None
+        self.running: Any = None
+
+    def request(self) -> None:
+        if self.sent_at_request is None:
+            self.sent_at_request = dict(self.client.stats.sent)
+
+    async def linkwatch(self) -> Any:
+        return self
+
+    async def run_interface(self, client: Any, *, running: Any) -> None:
+        # The link watch: the client binds, then the link's identity changes (stop the run).
+        await client.wait_bound()
+        await running()
+        assert client.state is State.STOPPED
+
+
+async def test_the_first_discover_goes_out_before_the_kernel_side_is_imported(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(random.Random(0))
+    link = net.attach(HW)
+    config = ServerConfig(lease_time=1000, t1=500, t2=875)
+    client = Client("eth0", hwaddr=HW, transport_factory=lambda i, a: link.open())
+    kernel = FakeKernel(client)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve_memory, ServerCore(config), net.server(config.server_id))
+        await cli._run_node(client, kernel)  # type: ignore[arg-type]
+        nursery.cancel_scope.cancel()
+    assert kernel.sent_at_request == {"DISCOVER": 1}
+    assert client.lease is not None
+
+
+async def test_a_failed_kernel_import_ends_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli._KernelSide, "_MODULES", ("dhcp4c.no_such_module",))
+    kernel = cli._KernelSide()
+    with pytest.raises(BaseExceptionGroup) as caught:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(kernel.run)
+            nursery.start_soon(kernel.netconfig)  # a waiter: cancelled, never left hanging
+    (error,) = caught.value.exceptions
+    assert isinstance(error, ModuleNotFoundError) and kernel.loaded is None

@@ -377,7 +377,71 @@ async def test_link_down_and_up(autojump_clock: trio.testing.MockClock) -> None:
         scope.cancel()
 
 
+async def test_the_carrier_is_an_async_bool(autojump_clock: trio.testing.MockClock) -> None:
+    async with network() as n:
+        client = n.client()
+        assert client.carrier.value is True
+        client.set_carrier(False)  # before the run: the run starts with the link down
+        scope = await start(n, client)
+        await trio.sleep(60)
+        assert n.types() == [] and client.state is State.INIT
+        woke: list[float] = []
+
+        async def wait_up() -> None:
+            await client.carrier.wait_value(True)
+            woke.append(trio.current_time())
+
+        n.nursery.start_soon(wait_up)
+        await trio.sleep(5)
+        client.set_carrier(True)
+        await client.wait_bound()
+        assert woke == [65] and n.types() == [MessageType.DISCOVER]
+        scope.cancel()
+
+
+async def test_start_returns_once_the_first_message_is_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with network() as n:
+        client = n.client()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            assert client.stats.sent == {"DISCOVER": 1} and trio.current_time() == 0
+            await client.wait_bound()
+            nursery.cancel_scope.cancel()
+        quiet = n.client()
+        quiet.set_carrier(False)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(quiet.run)  # nothing to send while the carrier is down
+            assert quiet.stats.sent == {} and quiet.state is State.INIT
+            nursery.cancel_scope.cancel()
+
+
 # -- observers ---------------------------------------------------------------------------------
+
+
+async def test_latest_is_an_async_value_of_the_lease_events(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with network() as n:
+        client = n.client()
+        assert client.latest.value is None
+        scope = await start(n, client)
+        lease = await client.wait_bound()
+        bound = client.latest.value
+        assert bound is not None and (bound.kind, bound.lease, bound.seq) == (
+            LeaseEventKind.BOUND,
+            lease,
+            1,
+        )
+        assert await client.wait_bound() is lease  # at once while held
+        await trio.sleep(10)
+        client.decline()
+        lost = await client.latest.wait_value(lambda e: e is not None and e.lease is None)
+        assert lost is not None and (lost.kind, lost.reason) == (LeaseEventKind.LOST, "declined")
+        again = await client.wait_bound()  # waits for the next lease
+        assert again != lease and trio.current_time() >= 20
+        scope.cancel()
 
 
 async def test_a_subscriber_that_never_reads_does_not_stall_the_client(

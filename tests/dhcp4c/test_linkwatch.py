@@ -480,6 +480,63 @@ async def test_a_new_hwaddr_starts_over(autojump_clock: trio.testing.MockClock) 
         assert calls == [(None, first), (first, None), (None, second)]
 
 
+@pytest.mark.parametrize("started_with_carrier", [False, True])
+async def test_a_client_started_by_the_caller_is_taken_over(
+    autojump_clock: trio.testing.MockClock, started_with_carrier: bool
+) -> None:
+    # The command starts the client before it imports this module (`running`): the first
+    # snapshot corrects the carrier it started with, and a change of identity stops that run
+    # before the client starts over in run_interface's own.
+    async with network() as n:
+        client = n.client()
+        got = n.collect(client)
+        client.set_carrier(started_with_carrier)
+        scope, ended = trio.CancelScope(), trio.Event()
+        stops: list[float] = []
+
+        async def run_client() -> None:
+            with scope:
+                await client.run()
+            ended.set()
+
+        async def stop() -> None:
+            stops.append(trio.current_time())
+            scope.cancel()
+            await ended.wait()
+
+        n.nursery.start_soon(run_client)
+        await trio.sleep(1)
+        assert client.state is (State.BOUND if started_with_carrier else State.INIT)
+        assert len(n.sent()) == (1 if started_with_carrier else 0)  # none into a dead link
+        links = ScriptedLinks(n.link)
+        links.push(flags=UP if not started_with_carrier else UP & ~IFF_LOWER_UP)
+        async with harness(partial(run_interface, client, source=links, running=stop)):
+            await trio.sleep(1)
+            if started_with_carrier:
+                # The link is dead after all: nothing is sent until it comes back, and then an
+                # INIT-REBOOT verifies the lease.
+                assert client.carrier.value is False and client.state is State.INIT_REBOOT
+                links.push()
+                await trio.sleep(1)
+                assert client.state is State.BOUND
+                assert n.sent()[-1].message_type is MessageType.REQUEST
+            first = await client.wait_bound()
+            assert client.carrier.value is True and stops == []
+            await trio.sleep(10)
+            links.push(hwaddr=HW2)
+            await client.latest.wait_value(lambda e: e is not None and e.lease is None)
+            assert len(stops) == 1 and ended.is_set()
+            second = await client.wait_bound()
+            assert client.hwaddr == HW2 and second.address != first.address
+        renewed = [(LeaseEventKind.RENEWED, None)] if started_with_carrier else []
+        assert [(e.kind, e.reason) for e in got] == [
+            (LeaseEventKind.BOUND, None),
+            *renewed,
+            (LeaseEventKind.LOST, HWADDR_CHANGED),
+            (LeaseEventKind.BOUND, None),
+        ]
+
+
 async def test_interface_gone_ends_its_client_only(autojump_clock: trio.testing.MockClock) -> None:
     async with network() as n:
         other_link = n.net.attach(HW2)

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BroadcastTransport", "FrameError", "Transport", "UnicastTransport"]
 
-# Imported lazily (PEP 562): `packet` and `udp` import trio, and the command's synchronous first
-# exchange (`dhcp4c.faststart`) uses the pure `ipudp` and `bpf` before trio is imported.
+# Imported lazily (PEP 562): `packet` and `udp` import trio, while `Transport` and the pure
+# `ipudp` and `bpf` need nothing beyond the standard library.
 _LAZY = {
     "FrameError": "dhcp4c.transport.ipudp",
     "BroadcastTransport": "dhcp4c.transport.packet",
