@@ -19,7 +19,7 @@ socket owned by Trio: readable and cancellable for the client's life, no thread)
 `run_interface` (a supervisor runnable: the client and the watcher of its link in one node).
 
 Invariants:
-- The socket subscribes to RTMGRP_LINK *before* asking for the interface's state (RTM_GETLINK by
+- The socket joins RTNLGRP_LINK *before* asking for the interface's state (RTM_GETLINK by
   name), so no change between the answer and the subscription is missed. Each RTM_NEWLINK is a
   full snapshot, so the answer and the notifications are handled alike.
 - When the kernel drops notifications (ENOBUFS: our socket buffer overflowed), the watch closes
