@@ -1,11 +1,9 @@
 """rtnetlink with pyroute2's messages on a Trio socket: what the kernel side asks and is told.
 
-Requests (address replace/delete with lifetimes, routes, the MTU, a link by name, the address
-dump) are pyroute2's `ifaddrmsg`, `rtmsg` and `ifinfmsg`, encoded by pyroute2; every datagram
-from the kernel is decoded by pyroute2's `MarshalRtnl`. Numbers, flags and layouts all come from
-pyroute2. Two layers: pure functions (`build_*` to request bytes, `parse_*` from decoded messages
-to `Link`, `Address`, errno), and `RtnlSocket`, a NETLINK_ROUTE socket owned by Trio that sends a
-request and reads its answer: every request is cancellable and no thread blocks.
+Requests are pyroute2's `ifaddrmsg`, `rtmsg` and `ifinfmsg`; answers and events are decoded by
+its `MarshalRtnl`; every number, flag and layout is pyroute2's. Pure functions build requests
+(`build_*`) and turn decoded messages into `Link`, `Address` or an errno (`parse_*`);
+`RtnlSocket` is a NETLINK_ROUTE socket owned by Trio: every request cancellable, no thread.
 
 Invariants:
 - Address requests carry IFA_LOCAL = IFA_ADDRESS (not point-to-point), IFA_BROADCAST up to /30
@@ -589,10 +587,9 @@ class RtnlSocket(Closing):
             answer: list[Any] = []
             with trio.move_on_after(self.timeout):
                 await self._sock.send(request)
-                while (
-                    code := parse_ack(await self._sock.recv(_RECEIVE_SIZE), seq, answer)
-                ) is None:
-                    pass
+                code = None
+                while code is None:
+                    code = parse_ack(await self._sock.recv(_RECEIVE_SIZE), seq, answer)
                 if code:
                     raise NetlinkError(code, f"{what}: {os.strerror(code)}")
                 return answer
