@@ -12,7 +12,7 @@ The process runs one supervision tree: its root declares one `run_interface` nod
 sockets and, unless `--no-configure`, `netconfig.configure` putting the address on its
 interface. Reported: time from the tree's start to every client bound (and the kernel holding
 every address), and memory per client: the growth of RSS from just before the clients are made
-to all bound, divided by N (sockets, tasks, machines, watch sockets, netconfig's worker threads
+to all bound, divided by N (sockets, tasks, machines, watch sockets, netconfig's netlink requests
 and the lease objects all included).
 
 `bind_all()` and `scale_network()` are also what tests/dhcp4c/test_scale.py runs.

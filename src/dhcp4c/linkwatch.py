@@ -1,6 +1,6 @@
 """Link changes: the carrier, hardware address and existence of one interface, fed to its client.
 
-This module owns what happens to a client when its link changes under it (issue 6):
+This module owns what happens to a client when its link changes under it:
 
 - carrier down: `Client.set_carrier(False)`; the machine stops transmitting (INIT_REBOOT with a
   lease, INIT without) until the carrier comes back;
@@ -12,23 +12,19 @@ This module owns what happens to a client when its link changes under it (issue 
   dropped (reason `INTERFACE_GONE`) and the runnable signals DONE: not restarted, while the other
   interfaces' clients go on.
 
-Three layers, the usual cut: the pure netlink parser (`dhcp4c.rtnl`'s `parse_messages` and
-`parse_link`, re-exported here: bytes in, `Link` snapshots out, `NetlinkParseError` for anything
-malformed); a pure `LinkTracker` that turns snapshots of one interface into `LinkChange`s; and
-the Trio shell, `LinkWatch` (one netlink socket) and `run_interface` (a supervisor runnable: the
-client and the watcher of its link in one node).
-
-Why a raw AF_NETLINK socket on Trio rather than pyroute2's IPRoute in a thread: a link watch is
-one socket that must be readable *and cancellable* for the life of the client. A Trio socket is
-both for free; an IPRoute would need a dedicated thread per interface blocking in recv (200
-threads at 200 interfaces), a wake-up scheme to cancel it, and 100-300 ms of import and ~12 MiB.
+Three layers, the usual cut: `dhcp4c.rtnl` decodes link messages with pyroute2 (`Link`
+snapshots out, `NetlinkParseError` for anything malformed); a pure `LinkTracker` turns
+snapshots of one interface into `LinkChange`s; and the Trio shell, `LinkWatch` (one netlink
+socket owned by Trio: readable and cancellable for the client's life, no thread) and
+`run_interface` (a supervisor runnable: the client and the watcher of its link in one node).
 
 Invariants:
-- The socket subscribes to RTMGRP_LINK *before* asking for the interface's state (RTM_GETLINK by
+- The socket joins RTNLGRP_LINK *before* asking for the interface's state (RTM_GETLINK by
   name), so no change between the answer and the subscription is missed. Each RTM_NEWLINK is a
   full snapshot, so the answer and the notifications are handled alike.
-- When the kernel drops notifications (ENOBUFS: our socket buffer overflowed), the watch asks
-  for the state again: a snapshot replaces any number of lost changes.
+- When the kernel drops notifications (ENOBUFS: our socket buffer overflowed), the watch closes
+  the socket, opens a new one and asks for the state again: whatever the old socket still held
+  is stale, and a fresh snapshot replaces any number of lost changes.
 - Only AF_UNSPEC link messages count: AF_BRIDGE messages about bridge ports (including an
   RTM_DELLINK when a port leaves its bridge) say nothing about the link's existence.
 - The interface is followed by its index once known: a message for another index is ignored,
@@ -48,22 +44,18 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
+from pyroute2.netlink import NLMSG_ERROR
+from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWLINK, RTNLGRP_LINK
 
-from dhcp4c._netns import entered
 from dhcp4c.rtnl import (
-    AF_UNSPEC,
-    NETLINK_ROUTE,
-    NLMSG_ERROR,
-    RTM_DELLINK,
-    RTM_NEWLINK,
-    RTMGRP_LINK,
     Link,
-    NetlinkMessage,
     NetlinkParseError,
     getlink_request,
+    open_socket,
     parse_error,
     parse_link,
     parse_messages,
@@ -83,7 +75,6 @@ __all__ = [
     "LinkSource",
     "LinkTracker",
     "LinkWatch",
-    "NetlinkMessage",
     "NetlinkParseError",
     "getlink_request",
     "parse_error",
@@ -98,8 +89,6 @@ _log = logging.getLogger("dhcp4c.linkwatch")
 HWADDR_CHANGED = "hwaddr-changed"
 #: The `reason` of the "lost" event when the interface disappeared.
 INTERFACE_GONE = "interface-gone"
-
-_RECEIVE_SIZE = 0x10000
 
 
 # -- the pure tracker ---------------------------------------------------------------------------
@@ -156,7 +145,7 @@ class LinkTracker:
 
         A `LinkGone` is always last and alone with the carrier change before it, if any.
         """
-        if self.gone or link.family != AF_UNSPEC:
+        if self.gone or link.family != socket.AF_UNSPEC:
             return []
         if self.index is None:
             if link.name != self.ifname:
@@ -193,69 +182,73 @@ class LinkSource(Protocol):
 
 
 class LinkWatch:
-    """A netlink socket subscribed to link changes, that asked for one interface's state.
+    """A netlink socket subscribed to link changes, that asks for one interface's state.
 
     Use `LinkWatch.open(ifname, netns=...)`; read with `receive()`; `close()` when done.
 
-    Attributes:
-        ifname: the interface asked about (the subscription sees every link in the namespace;
+    Args:
+        ifname: the interface to ask about (the subscription sees every link in the namespace;
             `LinkTracker` picks ours).
-        resyncs: how many times the kernel dropped notifications and the state was asked again.
+        open_socket: opens a subscribed socket, now and again after notifications were lost.
+
+    Attributes:
+        ifname: the interface asked about.
+        resyncs: how many times the kernel dropped notifications and the state was read anew.
         drops: malformed datagrams skipped.
     """
 
-    def __init__(self, raw: socket.socket, ifname: str) -> None:
-        self._raw = raw
-        self._sock = trio.socket.from_stdlib_socket(raw)
+    def __init__(self, ifname: str, open_socket: Callable[[], trio.socket.SocketType]) -> None:
         self.ifname = ifname
+        self._open = open_socket
+        self._sock = open_socket()
         self._seq = 0
+        self._asked = False
         self.resyncs = 0
         self.drops = 0
 
     @classmethod
     def open(cls, ifname: str, *, netns: str | None = None) -> LinkWatch:
-        """Subscribe to link changes in `netns` and ask for `ifname`'s state.
+        """Subscribe to link changes in `netns`; the first `receive()` asks for `ifname`'s state.
 
         Raises:
             OSError: the namespace cannot be entered or the socket opened.
             ValueError: an invalid interface name.
         """
         getlink_request(ifname, 0)  # check the name before opening anything
-        with entered(netns):
-            raw = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        try:
-            raw.bind((0, RTMGRP_LINK))
-            raw.setblocking(False)
-            watch = cls(raw, ifname)
-            watch._request()
-        except BaseException:
-            raw.close()
-            raise
-        return watch
+        return cls(ifname, partial(open_socket, netns, groups=(RTNLGRP_LINK,)))
 
-    def _request(self) -> None:
-        # The kernel answers a netlink request inside sendmsg(): this cannot block.
+    async def _ask(self) -> None:
         self._seq += 1
-        self._raw.send(getlink_request(self.ifname, self._seq))
+        await self._sock.send(getlink_request(self.ifname, self._seq))
+        self._asked = True
+
+    def _reopen(self) -> None:
+        fresh = self._open()  # subscribed before it asks: nothing falls between
+        self._sock.close()
+        self._sock = fresh
+        self._asked = False
 
     async def receive(self) -> list[Link]:
         """Wait for the next datagram and return the link snapshots in it.
 
-        An answer "no such device" to our request becomes a deleted `Link` named after the
-        interface; a notification overflow (ENOBUFS) asks for the state again.
+        The first call asks for the interface's state; an answer "no such device" becomes a
+        deleted `Link` named after the interface. After a notification overflow (ENOBUFS) the
+        socket is replaced and the state asked for again.
 
         Raises:
-            OSError: the socket failed otherwise.
+            OSError: the socket failed otherwise, or could not be replaced.
         """
         while True:
+            if not self._asked:
+                await self._ask()
             try:
-                data = await self._sock.recv(_RECEIVE_SIZE)
+                data = await self._sock.recv(0x10000)
             except OSError as error:
                 if error.errno != errno.ENOBUFS:
                     raise
                 self.resyncs += 1
-                _log.info("%s: link notifications lost; asking again", self.ifname)
-                self._request()
+                _log.info("%s: link notifications lost; reading the state anew", self.ifname)
+                self._reopen()
                 continue
             try:
                 links = self._links(parse_messages(data))
@@ -266,12 +259,13 @@ class LinkWatch:
             if links:
                 return links
 
-    def _links(self, messages: list[NetlinkMessage]) -> list[Link]:
+    def _links(self, messages: list[Any]) -> list[Link]:
         links = []
         for message in messages:
-            if message.type in (RTM_NEWLINK, RTM_DELLINK):
+            header = message["header"]
+            if header["type"] in (RTM_NEWLINK, RTM_DELLINK):
                 links.append(parse_link(message))
-            elif message.type == NLMSG_ERROR and message.seq == self._seq:
+            elif header["type"] == NLMSG_ERROR and header["sequence_number"] == self._seq:
                 code = parse_error(message)
                 if code == errno.ENODEV:
                     links.append(Link(index=0, name=self.ifname, deleted=True))

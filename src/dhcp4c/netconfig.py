@@ -12,29 +12,26 @@ concern and `configure()`, their composition in the right order:
   the kernel marks permanent (IFA_F_PERMANENT: configured by the administrator, not by us) is never
   replaced nor removed. Our lifetimes are capped below 0xffffffff, so ours are never permanent.
 - routes: the lease's sanitised routes (`Lease.routes`, which already holds the default route via
-  the routers when there is no option 121, RFC 3442) with protocol `dhcp` (RTPROT_DHCP = 16), the
+  the routers when there is no option 121, RFC 3442) with protocol `dhcp` (RTPROT_DHCP), the
   lease's address as preferred source, and a per-interface metric (dhcpcd's 1000 + ifindex by
   default, so two DHCP interfaces never replace each other's default route). Installed after the
   address (so gateways are reachable), on-link routes before gateway routes, with NLM_F_REPLACE
   (no flap on renewal); routes of the old lease that the new one lacks are deleted afterwards.
 - MTU (option 26): set when the lease has one; values below 576 are refused (RFC 791's minimum
-  datagram every host must accept; smaller values only break the link, issue 6); the interface's
+  datagram every host must accept; smaller values only break the link); the interface's
   original MTU is restored on loss.
 - a resolv.conf-format file at a path the caller chooses (`dhcp4c.resolvconf`), written atomically;
   every name is validated first. Removed on loss.
 
-Netlink: every kernel operation is a short blocking function over `dhcp4c.rtnl` (one
-NETLINK_ROUTE socket per operation, opened, used and closed in one worker thread of
-`trio.to_thread.run_sync`; a round trip takes well under a millisecond). Not pyroute2: its
-asyncio API does not run under Trio, its synchronous `IPRoute` would have to be confined to
-worker threads the same way, and importing it costs 100-300 ms and ~12 MiB of resident memory,
-more than the rest of the command's own (issue 5 measures the command's start-up time and peak
-memory against pyroute2's own client). The requests are the ones `ip addr replace`,
-`ip route replace` and `ip link set mtu` send; the tests check the result with pyroute2 and `ip`.
+Netlink: `dhcp4c.rtnl` (pyroute2's messages on a Trio socket). Each callback invocation opens
+one NETLINK_ROUTE socket, makes its requests and closes it: opening costs a system call, and no
+descriptor or stale state is held per interface between lease events. Every request is
+cancellable. The requests are the ones `ip addr replace`, `ip route replace` and
+`ip link set mtu` send; the tests check the result with `ip -j`.
 
 Namespaces: every kernel callback takes `netns`, a name under /run/netns (as `ip netns` makes
-them) or a path to a namespace file. The worker thread enters the namespace with setns(2) only to
-open the netlink socket and switches back at once; the socket keeps working on that namespace.
+them) or a path to a namespace file. The calling thread enters the namespace with setns(2) only
+to open the netlink socket and switches back at once; the socket keeps working on that namespace.
 
 Errors: a callback raises `NetconfigError` when the address cannot be configured (no such
 interface, no permission); the client should treat that as fatal for the lease. A single route,
@@ -47,12 +44,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_PERMANENT
 
 from dhcp4c import leasefile, resolvconf, rtnl
 
@@ -77,11 +75,10 @@ logger = logging.getLogger(__name__)
 
 LeaseCallback = Callable[["Lease | None", "Lease | None"], Awaitable[None]]
 
-RTPROT_DHCP = rtnl.RTPROT_DHCP  # include/uapi/linux/rtnetlink.h
+RTPROT_DHCP = rtnl.RTPROT_DHCP
 MIN_MTU = 576  # RFC 791: every host must accept datagrams of 576 octets
 MAX_MTU = 65535
-IFA_F_PERMANENT = 0x80  # include/uapi/linux/if_addr.h
-MAIN_TABLE = 254
+MAIN_TABLE = rtnl.MAIN_TABLE
 
 
 class NetconfigError(Exception):
@@ -112,13 +109,13 @@ def _reversing(*steps: LeaseCallback) -> LeaseCallback:
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker-thread side: everything below until the callbacks runs in trio.to_thread.run_sync.
+# The kernel operations, one netlink socket each.
 
 
-@contextlib.contextmanager
-def _on_link(
+@contextlib.asynccontextmanager
+async def _on_link(
     netns: str | None, ifname: str, what: str, *, teardown: bool
-) -> Iterator[tuple[rtnl.Rtnl, rtnl.Link] | None]:
+) -> AsyncIterator[tuple[rtnl.RtnlSocket, rtnl.Link] | None]:
     """Open a netlink socket in `netns` and find `ifname`: (socket, link).
 
     Yields None when the interface is gone and this is a `teardown`: what we configured on it
@@ -129,8 +126,8 @@ def _on_link(
             request failed (`what` says which configuration), or an invalid interface name.
     """
     try:
-        with rtnl.Rtnl.open(netns) as netlink:
-            link = netlink.link(ifname)
+        with rtnl.RtnlSocket.open(netns) as netlink:
+            link = await netlink.link(ifname)
             if link is None and not teardown:
                 raise NetconfigError(f"no interface named {ifname!r}")
             yield None if link is None else (netlink, link)
@@ -138,15 +135,15 @@ def _on_link(
         raise NetconfigError(f"{ifname}: cannot configure {what}: {error}") from error
 
 
-def _apply_address(
+async def _apply_address(
     netns: str | None, ifname: str, old: Lease | None, new: Lease | None, remaining: float
 ) -> None:
-    with _on_link(netns, ifname, "the address", teardown=new is None) as found:
+    async with _on_link(netns, ifname, "the address", teardown=new is None) as found:
         if found is None:
             return
         netlink, link = found
         index = link.index
-        present = netlink.addresses(index)
+        present = await netlink.addresses(index)
 
         def ours(address: IPv4Interface) -> bool:
             flags = present.get(address)
@@ -162,7 +159,7 @@ def _apply_address(
         leaving = old is not None and (new is None or old.address != new.address)
         if old is not None and leaving and ours(old.address):
             try:
-                netlink.delete_address(old.address, index)
+                await netlink.delete_address(old.address, index)
             except OSError as error:
                 if error.errno != errno.EADDRNOTAVAIL:  # already gone (expired meanwhile)
                     raise
@@ -173,7 +170,7 @@ def _apply_address(
         if lifetime == 0:
             logger.warning("%s: lease for %s already expired; not adding it", ifname, new.address)
             return
-        netlink.replace_address(new.address, index, lifetime)
+        await netlink.replace_address(new.address, index, lifetime)
         logger.info("%s: %s valid for %d s", ifname, new.address.with_prefixlen, lifetime)
 
 
@@ -189,7 +186,7 @@ def _route(route: Route, index: int, lease: Lease, metric: int, table: int) -> r
     )
 
 
-def _apply_routes(
+async def _apply_routes(
     netns: str | None,
     ifname: str,
     old: Lease | None,
@@ -197,18 +194,18 @@ def _apply_routes(
     metric: int | None,
     table: int,
 ) -> None:
-    with _on_link(netns, ifname, "routes", teardown=new is None) as found:
+    async with _on_link(netns, ifname, "routes", teardown=new is None) as found:
         if found is None:
             return
         netlink, link = found
         index = link.index
-        _replace_routes(
+        await _replace_routes(
             netlink, ifname, index, old, new, 1000 + index if metric is None else metric, table
         )
 
 
-def _replace_routes(
-    netlink: rtnl.Rtnl,
+async def _replace_routes(
+    netlink: rtnl.RtnlSocket,
     ifname: str,
     index: int,
     old: Lease | None,
@@ -222,7 +219,7 @@ def _replace_routes(
         for route in sorted(new.routes, key=lambda route: route.gateway is not None):
             wanted.add((route.destination, route.gateway))
             try:
-                netlink.replace_route(_route(route, index, new, metric, table))
+                await netlink.replace_route(_route(route, index, new, metric, table))
             except OSError as error:
                 logger.warning("%s: cannot add route %s: %s", ifname, _describe(route), error)
     if old is None:
@@ -231,7 +228,7 @@ def _replace_routes(
         if (route.destination, route.gateway) in wanted:
             continue
         try:
-            netlink.delete_route(_route(route, index, old, metric, table))
+            await netlink.delete_route(_route(route, index, old, metric, table))
         except OSError as error:
             # ESRCH: gone already (removed with the address, or expired with it).
             if error.errno != errno.ESRCH:
@@ -243,21 +240,21 @@ def _describe(route: Route) -> str:
     return f"{route.destination} {via}"
 
 
-def _set_mtu(netns: str | None, ifname: str, mtu: int | None, saved: list[int]) -> None:
+async def _set_mtu(netns: str | None, ifname: str, mtu: int | None, saved: list[int]) -> None:
     """Set the MTU (None: restore the original); `saved` holds the original once we changed it."""
     try:
-        with _on_link(netns, ifname, "the MTU", teardown=mtu is None) as found:
+        async with _on_link(netns, ifname, "the MTU", teardown=mtu is None) as found:
             if found is None:
                 return
             netlink, link = found
             if mtu is None:
                 if saved:
-                    netlink.set_mtu(link.index, saved.pop())
+                    await netlink.set_mtu(link.index, saved.pop())
                 return
             current = link.mtu
             if current == mtu:
                 return
-            netlink.set_mtu(link.index, mtu)
+            await netlink.set_mtu(link.index, mtu)
             if not saved and current is not None:
                 saved.append(current)
             logger.info("%s: MTU %d (was %s)", ifname, mtu, current)
@@ -266,7 +263,7 @@ def _set_mtu(netns: str | None, ifname: str, mtu: int | None, saved: list[int]) 
 
 
 # ---------------------------------------------------------------------------------------------
-# The callbacks (Trio side).
+# The callbacks.
 
 
 def address_callback(
@@ -290,7 +287,7 @@ def address_callback(
 
     async def callback(old: Lease | None, new: Lease | None) -> None:
         remaining = new.remaining(clock()) if new is not None else 0.0
-        await trio.to_thread.run_sync(_apply_address, netns, ifname, old, new, remaining)
+        await _apply_address(netns, ifname, old, new, remaining)
 
     return callback
 
@@ -317,7 +314,7 @@ def routes_callback(
     """
 
     async def callback(old: Lease | None, new: Lease | None) -> None:
-        await trio.to_thread.run_sync(_apply_routes, netns, ifname, old, new, metric, table)
+        await _apply_routes(netns, ifname, old, new, metric, table)
 
     return callback
 
@@ -325,7 +322,7 @@ def routes_callback(
 def mtu_callback(ifname: str, *, netns: str | None = None) -> LeaseCallback:
     """Apply the lease's MTU (option 26) to `ifname`; restore the original MTU on loss.
 
-    MTUs below 576 (`MIN_MTU`) or above 65535 are refused with a warning (issue 6: a hostile
+    MTUs below 576 (`MIN_MTU`) or above 65535 are refused with a warning (a hostile
     server must not be able to make the link unusable). Failures are logged, not raised.
     """
     saved: list[int] = []  # the interface's MTU before we first changed it
@@ -337,7 +334,7 @@ def mtu_callback(ifname: str, *, netns: str | None = None) -> LeaseCallback:
             mtu = None
         if mtu is None and not saved:
             return
-        await trio.to_thread.run_sync(_set_mtu, netns, ifname, mtu, saved)
+        await _set_mtu(netns, ifname, mtu, saved)
 
     return callback
 

@@ -1,30 +1,22 @@
-"""rtnetlink: the netlink messages this project exchanges with the kernel, and a blocking client.
+"""rtnetlink with pyroute2's messages on a Trio socket: what the kernel side asks and is told.
 
-Everything the kernel side needs, without pyroute2: addresses (RTM_NEWADDR, RTM_DELADDR,
-RTM_GETADDR), routes (RTM_NEWROUTE, RTM_DELROUTE), links (RTM_GETLINK by name, RTM_NEWLINK to set
-the MTU) and the kernel's answers (NLMSG_ERROR, NLMSG_DONE). See rtnetlink(7), netlink(7) and
-linux/if_addr.h, linux/rtnetlink.h, linux/if_link.h.
-
-Two layers, the usual cut: pure functions building requests and parsing datagrams (bytes in,
-values out, `NetlinkParseError` for anything malformed: the link watch reads notifications with
-them too), and `Rtnl`, one blocking NETLINK_ROUTE socket that sends a request and reads its
-answer. Only the standard library is imported: the command's fast start (`dhcp4c.faststart`)
-adds the first address before Trio is imported, and the whole kernel side costs no import time
-and no memory beyond this module (pyroute2 costs ~12 MiB of resident memory next to Trio, more
-than the rest of the command's own; issue 5's memory target is pyroute2's own client).
+Requests are pyroute2's `ifaddrmsg`, `rtmsg` and `ifinfmsg`; answers and events are decoded by
+its `MarshalRtnl`; every number, flag and layout is pyroute2's. Pure functions build requests
+(`build_*`) and turn decoded messages into `Link`, `Address` or an errno (`parse_*`);
+`RtnlSocket` is a NETLINK_ROUTE socket owned by Trio: every request cancellable, no thread.
 
 Invariants:
-- Address requests carry IFA_LOCAL and IFA_ADDRESS (the same address: not point-to-point),
-  IFA_BROADCAST for prefixes up to /30 (RFC 3021: /31 and /32 have none), and IFA_CACHEINFO with
-  valid = preferred = the remaining lease in whole seconds, rounded down, so that the kernel drops
-  the address at expiry even if we die. The lifetime is capped at 0xfffffffe: 0xffffffff means
-  "forever" and makes the kernel flag the address IFA_F_PERMANENT, which marks addresses the
-  administrator owns and that we never touch.
-- Every request asks for an acknowledgement (NLM_F_ACK, or NLM_F_DUMP ending in NLMSG_DONE): the
-  kernel always answers, with error 0 or -errno, which becomes `NetlinkError(errno)`, an OSError.
-- Replacing (NLM_F_CREATE | NLM_F_REPLACE, `ip addr replace` and `ip route replace`) updates an
-  address's lifetimes or a route in place: sockets bound to the address and traffic on the route
-  never see a flap.
+- Address requests carry IFA_LOCAL = IFA_ADDRESS (not point-to-point), IFA_BROADCAST up to /30
+  (RFC 3021) and IFA_CACHEINFO with valid = preferred = the remaining lease, rounded down and
+  capped below 0xffffffff, which means "forever" and makes the address IFA_F_PERMANENT (the
+  administrator's, never touched).
+- Every request is answered: its ACK (error 0, or -errno: `NetlinkError(errno)`), a dump's
+  NLMSG_DONE, or the one reply to RTM_GETLINK by name. Answers are matched by sequence number,
+  so whatever a cancelled request left in the socket is discarded by the next one.
+- Replacing (NLM_F_CREATE | NLM_F_REPLACE) updates an address or a route in place: no flap.
+- Bytes pyroute2 cannot decode, framing or attribute lengths that do not fit, and values of the
+  wrong type raise `NetlinkParseError`, never pyroute2's or struct's exceptions.
+- Importing this module imports pyroute2 and does nothing else (no socket, no thread).
 """
 
 from __future__ import annotations
@@ -34,24 +26,61 @@ import math
 import os
 import socket
 import struct
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any, TypeVar
+
+import trio
+from pyroute2.netlink import (
+    NETLINK_ADD_MEMBERSHIP,
+    NETLINK_ROUTE,
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_MULTI,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    SOL_NETLINK,
+    nla,
+    nlmsg,
+)
+from pyroute2.netlink.exceptions import NetlinkDecodeError
+from pyroute2.netlink.rtnl import (
+    IFNAMSIZ,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELROUTE,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+    rt_proto,
+    rt_scope,
+    rt_type,
+)
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOWER_UP, IFF_UP, ifinfmsg
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from dhcp4c._closing import Closing
 from dhcp4c._netns import entered
 
 __all__ = [
+    "MAIN_TABLE",
     "MAX_LIFETIME",
     "RTPROT_DHCP",
     "Address",
     "Link",
     "NetlinkError",
-    "NetlinkMessage",
     "NetlinkParseError",
     "Route",
-    "Rtnl",
+    "RtnlSocket",
     "build_deladdr",
     "build_getaddr",
     "build_newaddr",
@@ -59,77 +88,33 @@ __all__ = [
     "build_setmtu",
     "getlink_request",
     "lifetime",
+    "open_socket",
     "parse_ack",
     "parse_address",
     "parse_error",
     "parse_link",
     "parse_messages",
-    "replace_address",
 ]
 
-# linux/netlink.h
-NETLINK_ROUTE = 0
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_MULTI = 0x2
-NLM_F_ACK = 0x4
-NLM_F_ROOT = 0x100
-NLM_F_MATCH = 0x200
-NLM_F_DUMP = NLM_F_ROOT | NLM_F_MATCH
-NLM_F_REPLACE = 0x100
-NLM_F_CREATE = 0x400
-# linux/rtnetlink.h
-RTM_NEWLINK = 16
-RTM_DELLINK = 17
-RTM_GETLINK = 18
-RTM_NEWADDR = 20
-RTM_DELADDR = 21
-RTM_GETADDR = 22
-RTM_NEWROUTE = 24
-RTM_DELROUTE = 25
-RTMGRP_LINK = 0x1
-RTN_UNICAST = 1
-RTPROT_DHCP = 16
-RT_SCOPE_UNIVERSE = 0
-RT_SCOPE_LINK = 253
-RT_SCOPE_NOWHERE = 255
-RT_TABLE_UNSPEC = 0
-RTA_DST = 1
-RTA_OIF = 4
-RTA_GATEWAY = 5
-RTA_PRIORITY = 6
-RTA_PREFSRC = 7
-RTA_TABLE = 15
-# linux/if_addr.h
-IFA_ADDRESS = 1
-IFA_LOCAL = 2
-IFA_BROADCAST = 4
-IFA_CACHEINFO = 6
-IFA_FLAGS = 8
-# linux/if_link.h, linux/if.h
-AF_UNSPEC = 0
-IFLA_ADDRESS = 1
-IFLA_IFNAME = 3
-IFLA_MTU = 4
-IFLA_OPERSTATE = 16
-IFLA_CARRIER = 33
-IFF_UP = 0x1
-IFF_LOWER_UP = 0x10000
-
+#: The protocol of our routes (`ip route ... proto dhcp`).
+RTPROT_DHCP: int = rt_proto["dhcp"]
+#: RT_TABLE_MAIN (linux/rtnetlink.h; pyroute2 names no routing table).
+MAIN_TABLE = 254
 #: The largest lifetime we give an address: one below the kernel's "forever" (see above).
 MAX_LIFETIME = 0xFFFF_FFFE
 
-_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
-_IFINFOMSG = struct.Struct("=BxHiII")  # family, pad, type, index, flags, change
-_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
-_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope,
-# type, flags
-_RTATTR = struct.Struct("=HH")  # len, type
-_CACHEINFO = struct.Struct("=IIII")  # ifa_prefered, ifa_valid, cstamp, tstamp
-_U32 = struct.Struct("=I")
-_ERRNO = struct.Struct("=i")  # struct nlmsgerr: error (negative errno), then the request
 _RECEIVE_SIZE = 0x10000
+_MARSHAL = MarshalRtnl()
+
+
+def _header_size(header: Iterable[tuple[str, str]]) -> int:
+    return struct.calcsize("=" + "".join(fmt for _, fmt in header))
+
+
+_NLMSG_HEADER = _header_size(nlmsg.header)
+_NLA_HEADER = _header_size(nla.header)
+
+_T = TypeVar("_T")
 
 
 class NetlinkError(OSError):
@@ -141,29 +126,19 @@ class NetlinkParseError(ValueError):
 
 
 @dataclass(frozen=True)
-class NetlinkMessage:
-    """One netlink message: its header fields and its payload (after the 16-byte header)."""
-
-    type: int
-    flags: int
-    seq: int
-    payload: bytes
-
-
-@dataclass(frozen=True)
 class Link:
     """A snapshot of one link, from an RTM_NEWLINK or RTM_DELLINK.
 
     Attributes:
         index: the interface index (0 when unknown: an interface that was not found).
         name: IFLA_IFNAME, or None when absent.
-        hwaddr: IFLA_ADDRESS, or None when absent.
+        hwaddr: IFLA_ADDRESS when it is a MAC address, else None.
         flags: the `ifi_flags` (IFF_UP, IFF_LOWER_UP, ...).
         carrier: IFLA_CARRIER, or None when absent.
-        operstate: IFLA_OPERSTATE (RFC 2863 values: 6 up, 2 down, 7 lower layer down), or None.
+        operstate: IFLA_OPERSTATE as pyroute2 names it ("UP", "DOWN", "LOWERLAYERDOWN", ...).
         mtu: IFLA_MTU, or None.
         deleted: an RTM_DELLINK, or no such interface.
-        family: `ifi_family`; AF_UNSPEC (0) for the link itself.
+        family: `ifi_family`; AF_UNSPEC for the link itself.
     """
 
     index: int
@@ -171,10 +146,10 @@ class Link:
     hwaddr: bytes | None = None
     flags: int = 0
     carrier: bool | None = None
-    operstate: int | None = None
+    operstate: str | None = None
     mtu: int | None = None
     deleted: bool = False
-    family: int = AF_UNSPEC
+    family: int = socket.AF_UNSPEC
 
     @property
     def usable(self) -> bool:
@@ -204,7 +179,7 @@ class Route:
         gateway: the next hop, or None for an on-link route.
         index: the outgoing interface.
         metric: RTA_PRIORITY.
-        table: the routing table (254: main).
+        table: the routing table (main by default).
         protocol: who installed it (RTPROT_DHCP for ours).
         prefsrc: the preferred source address, or None.
     """
@@ -213,7 +188,7 @@ class Route:
     gateway: IPv4Address | None
     index: int
     metric: int
-    table: int = 254
+    table: int = MAIN_TABLE
     protocol: int = RTPROT_DHCP
     prefsrc: IPv4Address | None = None
 
@@ -221,17 +196,12 @@ class Route:
 # -- building ------------------------------------------------------------------------------------
 
 
-def _align(length: int) -> int:
-    return (length + 3) & ~3
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = _RTATTR.size + len(payload)
-    return _RTATTR.pack(length, kind) + payload + bytes(-length % 4)
-
-
-def _message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | flags, seq, 0) + body
+def _encode(message: Any, kind: int, flags: int, seq: int) -> bytes:
+    message["header"]["type"] = kind
+    message["header"]["flags"] = NLM_F_REQUEST | flags
+    message["header"]["sequence_number"] = seq
+    message.encode()
+    return bytes(message.data)
 
 
 def lifetime(remaining: float) -> int:
@@ -248,6 +218,16 @@ def lifetime(remaining: float) -> int:
     return int(remaining)
 
 
+def _ifaddrmsg(address: IPv4Interface, index: int) -> Any:
+    message = ifaddrmsg()
+    message["family"] = socket.AF_INET
+    message["prefixlen"] = address.network.prefixlen
+    message["scope"] = rt_scope["universe"]
+    message["index"] = index
+    message["attrs"] = [("IFA_LOCAL", str(address.ip)), ("IFA_ADDRESS", str(address.ip))]
+    return message
+
+
 def build_newaddr(address: IPv4Interface, index: int, valid: int, *, seq: int = 1) -> bytes:
     """An RTM_NEWADDR request adding or replacing `address` on interface `index`.
 
@@ -260,170 +240,202 @@ def build_newaddr(address: IPv4Interface, index: int, valid: int, *, seq: int = 
     Returns:
         The whole netlink message.
     """
+    message = _ifaddrmsg(address, index)
     network = address.network
-    ip = address.ip.packed
-    attrs = _attr(IFA_LOCAL, ip) + _attr(IFA_ADDRESS, ip)
     if network.prefixlen <= 30:
-        attrs += _attr(IFA_BROADCAST, network.broadcast_address.packed)
-    attrs += _attr(IFA_CACHEINFO, _CACHEINFO.pack(valid, valid, 0, 0))
-    body = _IFADDRMSG.pack(socket.AF_INET, network.prefixlen, 0, RT_SCOPE_UNIVERSE, index) + attrs
-    return _message(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq, body)
+        message["attrs"].append(("IFA_BROADCAST", str(network.broadcast_address)))
+    cacheinfo = {"ifa_preferred": valid, "ifa_valid": valid, "cstamp": 0, "tstamp": 0}
+    message["attrs"].append(("IFA_CACHEINFO", cacheinfo))
+    return _encode(message, RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq)
 
 
 def build_deladdr(address: IPv4Interface, index: int, *, seq: int = 1) -> bytes:
     """An RTM_DELADDR request removing `address` (address and prefix) from interface `index`."""
-    ip = address.ip.packed
-    body = _IFADDRMSG.pack(socket.AF_INET, address.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
-    body += _attr(IFA_LOCAL, ip) + _attr(IFA_ADDRESS, ip)
-    return _message(RTM_DELADDR, NLM_F_ACK, seq, body)
+    return _encode(_ifaddrmsg(address, index), RTM_DELADDR, NLM_F_ACK, seq)
 
 
 def build_getaddr(*, seq: int = 1) -> bytes:
     """An RTM_GETADDR dump request for every IPv4 address (answered by RTM_NEWADDRs, then DONE)."""
-    body = _IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
-    return _message(RTM_GETADDR, NLM_F_DUMP, seq, body)
+    message = ifaddrmsg()
+    message["family"] = socket.AF_INET
+    return _encode(message, RTM_GETADDR, NLM_F_DUMP, seq)
 
 
 def build_route(kind: int, route: Route, *, seq: int = 1) -> bytes:
     """An RTM_NEWROUTE (replace) or RTM_DELROUTE request for `route`.
 
     A replace carries the route's scope (link for on-link routes, universe via a gateway), its
-    type (unicast) and preferred source. A delete leaves scope and type open
-    (RT_SCOPE_NOWHERE, RTN_UNSPEC, as `ip route del` does) and matches on destination, table,
-    protocol, metric, interface and gateway.
+    type (unicast) and preferred source. A delete leaves scope and type open (nowhere, unspec,
+    as `ip route del` does) and matches on destination, table, protocol, metric, interface and
+    gateway.
 
     Raises:
         ValueError: `kind` is neither RTM_NEWROUTE nor RTM_DELROUTE.
     """
     if kind == RTM_NEWROUTE:
         flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
-        scope = RT_SCOPE_LINK if route.gateway is None else RT_SCOPE_UNIVERSE
-        rtype = RTN_UNICAST
+        scope = rt_scope["link"] if route.gateway is None else rt_scope["universe"]
+        rtype = rt_type["unicast"]
     elif kind == RTM_DELROUTE:
-        flags, scope, rtype = NLM_F_ACK, RT_SCOPE_NOWHERE, 0
+        flags, scope, rtype = NLM_F_ACK, rt_scope["nowhere"], rt_type["unspec"]
     else:
         raise ValueError(f"not a route request type: {kind}")
     destination = route.destination
-    # Tables above 255 exist only as RTA_TABLE; rtm_table then says RT_TABLE_UNSPEC.
-    table = route.table if route.table < 256 else RT_TABLE_UNSPEC
-    body = _RTMSG.pack(
-        socket.AF_INET, destination.prefixlen, 0, 0, table, route.protocol, scope, rtype, 0
-    )
-    body += _attr(RTA_TABLE, _U32.pack(route.table))
+    message = rtmsg()
+    message["family"] = socket.AF_INET
+    message["dst_len"] = destination.prefixlen
+    # rtm_table has 8 bits: a larger table is carried by RTA_TABLE, which the kernel prefers;
+    # pyroute2's own policy says what the field holds then.
+    message["table"] = rtmsg.field_policies[("field", "table")](route.table)
+    message["proto"] = route.protocol
+    message["scope"] = scope
+    message["type"] = rtype
+    attrs: list[tuple[str, object]] = [("RTA_TABLE", route.table)]
     if destination.prefixlen:
-        body += _attr(RTA_DST, destination.network_address.packed)
-    body += _attr(RTA_OIF, _U32.pack(route.index)) + _attr(RTA_PRIORITY, _U32.pack(route.metric))
+        attrs.append(("RTA_DST", str(destination.network_address)))
+    attrs += [("RTA_OIF", route.index), ("RTA_PRIORITY", route.metric)]
     if route.gateway is not None:
-        body += _attr(RTA_GATEWAY, route.gateway.packed)
+        attrs.append(("RTA_GATEWAY", str(route.gateway)))
     if route.prefsrc is not None and kind == RTM_NEWROUTE:
-        body += _attr(RTA_PREFSRC, route.prefsrc.packed)
-    return _message(kind, flags, seq, body)
+        attrs.append(("RTA_PREFSRC", str(route.prefsrc)))
+    message["attrs"] = attrs
+    return _encode(message, kind, flags, seq)
 
 
 def build_setmtu(index: int, mtu: int, *, seq: int = 1) -> bytes:
     """An RTM_NEWLINK request setting the MTU of interface `index` (`ip link set mtu`)."""
-    body = _IFINFOMSG.pack(AF_UNSPEC, 0, index, 0, 0) + _attr(IFLA_MTU, _U32.pack(mtu))
-    return _message(RTM_NEWLINK, NLM_F_ACK, seq, body)
+    message = ifinfmsg()
+    message["index"] = index
+    message["attrs"] = [("IFLA_MTU", mtu)]
+    return _encode(message, RTM_NEWLINK, NLM_F_ACK, seq)
 
 
 def getlink_request(ifname: str, seq: int) -> bytes:
     """An RTM_GETLINK request for the interface named `ifname` (answered by one RTM_NEWLINK).
 
     Raises:
-        ValueError: a name that is empty or longer than IFNAMSIZ - 1 (15 bytes).
+        ValueError: a name that is empty or longer than IFNAMSIZ - 1 bytes.
     """
     name = ifname.encode()
-    if not 0 < len(name) < 16 or b"\0" in name:
+    if not 0 < len(name) < IFNAMSIZ or b"\0" in name:
         raise ValueError(f"invalid interface name {ifname!r}")
-    body = _IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, name + b"\0")
-    return _message(RTM_GETLINK, 0, seq, body)
+    message = ifinfmsg()
+    message["attrs"] = [("IFLA_IFNAME", ifname)]
+    return _encode(message, RTM_GETLINK, 0, seq)
 
 
 # -- parsing -------------------------------------------------------------------------------------
 
 
-def parse_messages(data: bytes) -> list[NetlinkMessage]:
-    """Split one netlink datagram into its messages.
+def parse_messages(data: bytes) -> list[Any]:
+    """Decode one netlink datagram into pyroute2 messages (`MarshalRtnl`).
 
     Raises:
-        NetlinkParseError: a header that is short or claims more bytes than there are.
+        NetlinkParseError: a header or fixed part that is short, a length that does not fit the
+            datagram, or bytes left over.
     """
-    messages = []
-    offset = 0
-    while offset < len(data):
-        if len(data) - offset < _NLMSGHDR.size:
-            raise NetlinkParseError(f"truncated header at offset {offset}")
-        length, kind, flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size or offset + length > len(data):
-            raise NetlinkParseError(f"message length {length} at offset {offset}")
-        messages.append(
-            NetlinkMessage(kind, flags, seq, bytes(data[offset + 16 : offset + length]))
-        )
-        offset += _align(length)
+    try:
+        messages = list(_MARSHAL.parse(data))
+    except Exception as error:  # pyroute2 lets struct.error and the like through
+        raise NetlinkParseError(f"undecodable netlink datagram: {error!r}") from None
+    end = 0
+    for message in messages:
+        header = message["header"]
+        length = header.get("length", 0)
+        if message.offset != end or length < _NLMSG_HEADER or end + length > len(data):
+            raise NetlinkParseError(f"message length {length} at offset {end}")
+        if isinstance(header.get("error"), NetlinkDecodeError):
+            raise NetlinkParseError(f"undecodable message at offset {end}")
+        end += message.msg_align(length)
+    if end < len(data):
+        raise NetlinkParseError(f"{len(data) - end} bytes after the last message")
     return messages
 
 
-def _attributes(data: bytes, offset: int) -> Iterator[tuple[int, bytes]]:
-    while offset < len(data):
-        if len(data) - offset < _RTATTR.size:
-            raise NetlinkParseError(f"truncated attribute at offset {offset}")
-        length, kind = _RTATTR.unpack_from(data, offset)
-        if length < _RTATTR.size or offset + length > len(data):
-            raise NetlinkParseError(f"attribute length {length} at offset {offset}")
-        yield kind & 0x3FFF, data[offset + 4 : offset + length]  # without NLA_F_* bits
-        offset += _align(length)
+def _nla(message: Any, name: str) -> Any:
+    """The first attribute `name` of `message`, decoded by pyroute2, or None when absent.
+
+    Raises:
+        NetlinkParseError: pyroute2 could not decode it, or its length does not fit the message
+            or is short for its type.
+    """
+    for slot in message["attrs"]:
+        if slot.name != name:
+            continue
+        if not slot.try_to_decode():  # pyroute2 logs why and would hand back the raw bytes
+            raise NetlinkParseError(f"malformed {name}")
+        cell = slot.nla
+        length = cell.length  # as the attribute's header says, once decoded
+        fits = cell.offset + length <= message.offset + message["header"]["length"]
+        if not fits or length - _NLA_HEADER < cell.get_size():
+            raise NetlinkParseError(f"{name} of {length} bytes")
+        return cell
+    return None
 
 
-def _u8(value: bytes, name: str) -> int:
-    if len(value) < 1:
-        raise NetlinkParseError(f"empty {name}")
-    return value[0]
+def _attr(message: Any, name: str, kind: type[_T]) -> _T | None:
+    """The value of attribute `name` (see `_nla`), which must be a `kind`; None when absent."""
+    cell = _nla(message, name)
+    if cell is None:
+        return None
+    value = cell.getvalue()
+    if not isinstance(value, kind):
+        raise NetlinkParseError(f"malformed {name}")
+    return value
 
 
-def _u32(value: bytes, name: str) -> int:
-    if len(value) < 4:
-        raise NetlinkParseError(f"short {name}")
-    return int.from_bytes(value[:4], sys.byteorder)
+def _name(message: Any) -> str | None:
+    cell = _nla(message, "IFLA_IFNAME")
+    value = None if cell is None else cell.getvalue()
+    if isinstance(value, bytes):  # not UTF-8: pyroute2 leaves the bytes
+        return value.decode("utf-8", "replace")
+    if value is not None and not isinstance(value, str):
+        raise NetlinkParseError("malformed IFLA_IFNAME")
+    return value
 
 
-def parse_link(message: NetlinkMessage) -> Link:
+def _hwaddr(message: Any) -> bytes | None:
+    """IFLA_ADDRESS when it is a MAC address, which pyroute2 decodes (others are None)."""
+    try:
+        cell = _nla(message, "IFLA_ADDRESS")
+    except NetlinkParseError:
+        return None  # a tunnel's 4-byte address, say
+    if cell is None or cell.length - _NLA_HEADER != cell.get_size():
+        return None
+    value = cell.getvalue()
+    if not isinstance(value, str):
+        raise NetlinkParseError("malformed IFLA_ADDRESS")
+    return bytes.fromhex(value.replace(":", ""))
+
+
+def _type(message: Any) -> int:
+    return int(message["header"]["type"])
+
+
+def parse_link(message: Any) -> Link:
     """The link snapshot in an RTM_NEWLINK or RTM_DELLINK message.
 
     Raises:
         NetlinkParseError: another message type, or a malformed payload.
     """
-    if message.type not in (RTM_NEWLINK, RTM_DELLINK):
-        raise NetlinkParseError(f"message type {message.type} is not a link message")
-    payload = message.payload
-    if len(payload) < _IFINFOMSG.size:
-        raise NetlinkParseError("truncated ifinfomsg")
-    family, _type, index, flags, _change = _IFINFOMSG.unpack(payload[: _IFINFOMSG.size])
-    name = hwaddr = carrier = operstate = mtu = None
-    for kind, value in _attributes(payload, _IFINFOMSG.size):
-        if kind == IFLA_IFNAME:
-            name = value.split(b"\0", 1)[0].decode("utf-8", "replace")
-        elif kind == IFLA_ADDRESS:
-            hwaddr = bytes(value)
-        elif kind == IFLA_CARRIER:
-            carrier = bool(_u8(value, "IFLA_CARRIER"))
-        elif kind == IFLA_OPERSTATE:
-            operstate = _u8(value, "IFLA_OPERSTATE")
-        elif kind == IFLA_MTU:
-            mtu = _u32(value, "IFLA_MTU")
+    kind = _type(message)
+    if kind not in (RTM_NEWLINK, RTM_DELLINK):
+        raise NetlinkParseError(f"message type {kind} is not a link message")
+    carrier = _attr(message, "IFLA_CARRIER", int)
     return Link(
-        index=index,
-        name=name,
-        hwaddr=hwaddr,
-        flags=flags,
-        carrier=carrier,
-        operstate=operstate,
-        mtu=mtu,
-        deleted=message.type == RTM_DELLINK,
-        family=family,
+        index=int(message["index"]),
+        name=_name(message),
+        hwaddr=_hwaddr(message),
+        flags=int(message["flags"]),
+        carrier=None if carrier is None else bool(carrier),
+        operstate=_attr(message, "IFLA_OPERSTATE", str),
+        mtu=_attr(message, "IFLA_MTU", int),
+        deleted=kind == RTM_DELLINK,
+        family=int(message["family"]),
     )
 
 
-def parse_address(message: NetlinkMessage) -> Address | None:
+def parse_address(message: Any) -> Address | None:
     """The IPv4 address in an RTM_NEWADDR message; None for another family.
 
     The address is IFA_LOCAL (IFA_ADDRESS is the peer on point-to-point links), else
@@ -432,48 +444,40 @@ def parse_address(message: NetlinkMessage) -> Address | None:
     Raises:
         NetlinkParseError: another message type, or a malformed payload.
     """
-    if message.type != RTM_NEWADDR:
-        raise NetlinkParseError(f"message type {message.type} is not an address message")
-    payload = message.payload
-    if len(payload) < _IFADDRMSG.size:
-        raise NetlinkParseError("truncated ifaddrmsg")
-    family, prefixlen, flags, _scope, index = _IFADDRMSG.unpack_from(payload)
-    if family != socket.AF_INET:
+    kind = _type(message)
+    if kind != RTM_NEWADDR:
+        raise NetlinkParseError(f"message type {kind} is not an address message")
+    if message["family"] != socket.AF_INET:
         return None
-    if prefixlen > 32:
-        raise NetlinkParseError(f"IPv4 prefix length {prefixlen}")
-    local = address = None
-    for kind, value in _attributes(payload, _IFADDRMSG.size):
-        if kind in (IFA_LOCAL, IFA_ADDRESS):
-            if len(value) != 4:
-                raise NetlinkParseError(f"IPv4 address of {len(value)} bytes")
-            if kind == IFA_LOCAL:
-                local = IPv4Address(value)
-            else:
-                address = IPv4Address(value)
-        elif kind == IFA_FLAGS:
-            flags = _u32(value, "IFA_FLAGS")
-    ip = local if local is not None else address
+    local = _attr(message, "IFA_LOCAL", str)
+    ip = local if local is not None else _attr(message, "IFA_ADDRESS", str)
+    flags = _attr(message, "IFA_FLAGS", int)
     if ip is None:
         return None
-    return Address(index, IPv4Interface((ip, prefixlen)), flags)
+    try:
+        address = IPv4Interface((IPv4Address(ip), int(message["prefixlen"])))
+    except ValueError as error:
+        raise NetlinkParseError(f"IPv4 address: {error}") from None
+    return Address(
+        int(message["index"]), address, int(message["flags"]) if flags is None else flags
+    )
 
 
-def parse_error(message: NetlinkMessage) -> int:
+def parse_error(message: Any) -> int:
     """The errno of an NLMSG_ERROR message (0 for an acknowledgement).
 
     Raises:
-        NetlinkParseError: another message type, or a truncated payload.
+        NetlinkParseError: another message type.
     """
-    if message.type != NLMSG_ERROR or len(message.payload) < _ERRNO.size:
+    if _type(message) != NLMSG_ERROR:
         raise NetlinkParseError("not an NLMSG_ERROR message")
-    return -int(_ERRNO.unpack_from(message.payload)[0])
+    return -int(message["error"])
 
 
-def parse_ack(data: bytes, seq: int, answer: list[NetlinkMessage] | None = None) -> int | None:
+def parse_ack(data: bytes, seq: int, answer: list[Any] | None = None) -> int | None:
     """Read one datagram of the kernel's answer to request `seq`.
 
-    Messages for other requests (a late answer to one that timed out) are skipped. The answer
+    Messages for other requests (what a cancelled request left behind) are skipped. The answer
     ends with its NLMSG_ERROR (the ACK, or the refusal), with NLMSG_DONE after a dump, or with
     a single reply that is not multipart (RTM_GETLINK by name: no ACK follows).
 
@@ -491,101 +495,133 @@ def parse_ack(data: bytes, seq: int, answer: list[NetlinkMessage] | None = None)
     """
     try:
         for message in parse_messages(data):
-            if message.seq != seq:
+            header = message["header"]
+            if header["sequence_number"] != seq:
                 continue
-            if message.type == NLMSG_ERROR:
+            if header["type"] == NLMSG_ERROR:
                 return parse_error(message)
-            if message.type == NLMSG_DONE:
+            if header["type"] == NLMSG_DONE:
                 return 0
             if answer is not None:
                 answer.append(message)
-            if not message.flags & NLM_F_MULTI:
+            if not header["flags"] & NLM_F_MULTI:
                 return 0
     except NetlinkParseError as error:
         raise NetlinkError(_errno.EPROTO, f"malformed netlink answer: {error}") from None
     return None
 
 
-# -- the blocking client -------------------------------------------------------------------------
+# -- the Trio socket -----------------------------------------------------------------------------
 
 
-class Rtnl(Closing):
-    """One NETLINK_ROUTE socket for requests, blocking; use from one thread at a time.
+def open_socket(netns: str | None = None, *, groups: Iterable[int] = ()) -> trio.socket.SocketType:
+    """A NETLINK_ROUTE socket owned by Trio, created in `netns` and subscribed to `groups`.
 
-    `Rtnl.open(netns)` creates it in a network namespace (the socket stays there for its life,
-    whichever thread uses it); `with Rtnl.open(...) as rtnl:` closes it. Each call sends one
-    request and reads until its answer: `NetlinkError` carries the kernel's errno.
+    Args:
+        netns: a namespace name under /run/netns or a path; None: the calling thread's. The
+            socket stays in that namespace for its life.
+        groups: multicast groups to join (RTNLGRP_* numbers), before anything is asked.
+
+    Raises:
+        OSError: the namespace cannot be entered or the socket opened.
+    """
+    with entered(netns):
+        sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_ROUTE
+        )
+    try:
+        # Bound (the kernel picks the port id) before joining: an unbound socket has port id 0,
+        # the kernel's own, and multicast is never delivered back to its sender.
+        sock.bind((0, 0))
+        for group in groups:
+            sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+        return trio.socket.from_stdlib_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+class RtnlSocket(Closing):
+    """One NETLINK_ROUTE socket for requests, on Trio; `with RtnlSocket.open(netns) as rtnl:`.
+
+    Each call sends one request and reads until its answer; requests from several tasks take
+    turns. Cancelling a call at any point leaves the socket usable: the next request has a new
+    sequence number and skips the old answer. `NetlinkError` carries the kernel's errno.
+
+    Args:
+        sock: the socket (`open_socket`).
+        timeout: the longest wait for an answer; the kernel answers at once, so this only
+            bounds a bug (`NetlinkError(ETIMEDOUT)`).
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: trio.socket.SocketType, *, timeout: float = 5.0) -> None:
         self._sock = sock
         self._seq = 0
+        self._turn = trio.Lock()
+        self.timeout = timeout
 
     @classmethod
-    def open(cls, netns: str | None = None, *, timeout: float = 5.0) -> Rtnl:
-        """Open the socket in `netns` (a name under /run/netns or a path; None: this thread's).
+    def open(cls, netns: str | None = None) -> RtnlSocket:
+        """Open the socket in `netns` (see `open_socket`).
 
         Raises:
             OSError: the namespace cannot be entered or the socket opened.
         """
-        with entered(netns):
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        try:
-            sock.settimeout(timeout)  # the kernel answers at once; this only bounds a bug
-            sock.bind((0, 0))
-        except BaseException:
-            sock.close()
-            raise
-        return cls(sock)
+        return cls(open_socket(netns))
 
     def close(self) -> None:
         """Close the socket; idempotent."""
         self._sock.close()
 
-    def _next_seq(self) -> int:
-        self._seq = self._seq % 0xFFFF_FFFF + 1
-        return self._seq
+    async def request(self, build: Callable[[int], bytes], what: str) -> list[Any]:
+        """Send `build(seq)` and return the messages answering it, without the ACK or DONE.
 
-    def _call(self, request: bytes, seq: int, what: str) -> list[NetlinkMessage]:
-        """Send `request` and return the messages answering it, up to its ACK or NLMSG_DONE."""
-        self._sock.send(request)
-        answer: list[NetlinkMessage] = []
-        while True:
-            code = parse_ack(self._sock.recv(_RECEIVE_SIZE), seq, answer)
-            if code is None:
-                continue
-            if code:
-                raise NetlinkError(code, f"{what}: {os.strerror(code)}")
-            return answer
+        Raises:
+            NetlinkError: the kernel refused (its errno), answered nonsense (EPROTO) or did not
+                answer in time (ETIMEDOUT); `what` names the request in the message.
+        """
+        async with self._turn:
+            self._seq = self._seq % 0xFFFF_FFFF + 1
+            seq = self._seq
+            request = build(seq)
+            answer: list[Any] = []
+            with trio.move_on_after(self.timeout):
+                await self._sock.send(request)
+                code = None
+                while code is None:
+                    code = parse_ack(await self._sock.recv(_RECEIVE_SIZE), seq, answer)
+                if code:
+                    raise NetlinkError(code, f"{what}: {os.strerror(code)}")
+                return answer
+        raise NetlinkError(_errno.ETIMEDOUT, f"{what}: no answer from the kernel")
 
-    def link(self, ifname: str) -> Link | None:
+    async def link(self, ifname: str) -> Link | None:
         """The link named `ifname`, or None when there is none.
 
         Raises:
             ValueError: an invalid interface name.
             NetlinkError: the kernel refused otherwise.
         """
-        seq = self._next_seq()
+        getlink_request(ifname, 0)  # an invalid name is the caller's error, not the kernel's
         try:
-            answer = self._call(getlink_request(ifname, seq), seq, f"RTM_GETLINK {ifname}")
+            answer = await self.request(partial(getlink_request, ifname), f"RTM_GETLINK {ifname}")
         except NetlinkError as error:
             if error.errno == _errno.ENODEV:
                 return None
             raise
         for message in answer:
-            if message.type == RTM_NEWLINK:
+            if _type(message) == RTM_NEWLINK:
                 try:
                     return parse_link(message)
                 except NetlinkParseError as error:
                     raise NetlinkError(_errno.EPROTO, f"RTM_GETLINK: {error}") from None
         return None
 
-    def addresses(self, index: int) -> dict[IPv4Interface, int]:
+    async def addresses(self, index: int) -> dict[IPv4Interface, int]:
         """The IPv4 addresses on interface `index`, with their IFA flags."""
-        seq = self._next_seq()
         found: dict[IPv4Interface, int] = {}
-        for message in self._call(build_getaddr(seq=seq), seq, "RTM_GETADDR"):
-            if message.type != RTM_NEWADDR:
+        for message in await self.request(lambda seq: build_getaddr(seq=seq), "RTM_GETADDR"):
+            if _type(message) != RTM_NEWADDR:
                 continue
             try:
                 address = parse_address(message)
@@ -595,42 +631,26 @@ class Rtnl(Closing):
                 found[address.address] = address.flags
         return found
 
-    def replace_address(self, address: IPv4Interface, index: int, valid: int) -> None:
+    async def replace_address(self, address: IPv4Interface, index: int, valid: int) -> None:
         """Add or replace `address` on `index`, valid (and preferred) for `valid` seconds."""
-        seq = self._next_seq()
-        request = build_newaddr(address, index, valid, seq=seq)
-        self._call(request, seq, f"RTM_NEWADDR {address}")
+        await self.request(
+            lambda seq: build_newaddr(address, index, valid, seq=seq), f"RTM_NEWADDR {address}"
+        )
 
-    def delete_address(self, address: IPv4Interface, index: int) -> None:
+    async def delete_address(self, address: IPv4Interface, index: int) -> None:
         """Remove `address` from `index` (EADDRNOTAVAIL when it is not there)."""
-        seq = self._next_seq()
-        self._call(build_deladdr(address, index, seq=seq), seq, f"RTM_DELADDR {address}")
+        await self.request(
+            lambda seq: build_deladdr(address, index, seq=seq), f"RTM_DELADDR {address}"
+        )
 
-    def replace_route(self, route: Route) -> None:
+    async def replace_route(self, route: Route) -> None:
         """Add or replace `route` (same destination, table, metric: replaced in place)."""
-        seq = self._next_seq()
-        self._call(build_route(RTM_NEWROUTE, route, seq=seq), seq, "RTM_NEWROUTE")
+        await self.request(lambda seq: build_route(RTM_NEWROUTE, route, seq=seq), "RTM_NEWROUTE")
 
-    def delete_route(self, route: Route) -> None:
+    async def delete_route(self, route: Route) -> None:
         """Remove `route` (ESRCH when there is no such route)."""
-        seq = self._next_seq()
-        self._call(build_route(RTM_DELROUTE, route, seq=seq), seq, "RTM_DELROUTE")
+        await self.request(lambda seq: build_route(RTM_DELROUTE, route, seq=seq), "RTM_DELROUTE")
 
-    def set_mtu(self, index: int, mtu: int) -> None:
+    async def set_mtu(self, index: int, mtu: int) -> None:
         """Set the MTU of interface `index`."""
-        seq = self._next_seq()
-        self._call(build_setmtu(index, mtu, seq=seq), seq, f"MTU {mtu}")
-
-
-def replace_address(address: IPv4Interface, index: int, remaining: float) -> None:
-    """Add or replace `address` on interface `index`, valid for `remaining` seconds.
-
-    Synchronous and blocking (a netlink round trip takes well under a millisecond); for the
-    command's first lease, before Trio is imported.
-
-    Raises:
-        NetlinkError: the kernel refused (its errno), or answered nonsense (EPROTO).
-        OSError: the netlink socket could not be opened.
-    """
-    with Rtnl.open() as rtnl:
-        rtnl.replace_address(address, index, lifetime(remaining))
+        await self.request(lambda seq: build_setmtu(index, mtu, seq=seq), f"MTU {mtu}")

@@ -1,5 +1,6 @@
-"""Link changes: the netlink parser on bytes, the tracker, `run_interface` on a scripted link
-(mock clock, in-memory network) and on real veths in network namespaces (real time).
+"""Link changes: link messages decoded with pyroute2 (hand-made and recorded from a kernel), the
+tracker, `run_interface` on a scripted link (mock clock, in-memory network) and on real veths in
+network namespaces (real time), and the watch's socket handling (lost notifications included).
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import math
+import os
 import random
 import socket
 import struct
@@ -15,11 +17,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from pyroute2.netlink import NLMSG_DONE, NLMSG_ERROR
+from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTNLGRP_LINK
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOWER_UP, IFF_UP
 
 from dhcp4c import netconfig
 from dhcp4c.client import Client, default_transport, interface_info
@@ -38,17 +44,10 @@ from dhcp4c.machine import State
 from dhcp4c.message import Message, MessageType
 from dhcp4c.observe import LeaseEvent, LeaseEventKind
 from dhcp4c.rtnl import (
-    IFF_LOWER_UP,
-    IFF_UP,
-    NLMSG_DONE,
-    NLMSG_ERROR,
-    RTM_DELLINK,
-    RTM_GETLINK,
-    RTM_NEWLINK,
     Link,
-    NetlinkMessage,
     NetlinkParseError,
     getlink_request,
+    open_socket,
     parse_error,
     parse_link,
     parse_messages,
@@ -63,8 +62,8 @@ from supervisor import Signal as SupervisorSignal
 from supervisor.testing import harness
 
 # -- netlink bytes ------------------------------------------------------------------------------
-# The parser is `dhcp4c.rtnl`'s; its link messages are tested here, as the watch reads them,
-# next to the helpers that the watch's socket tests below share.
+# The decoding is `dhcp4c.rtnl`'s (pyroute2's); its link messages are tested here, as the watch
+# reads them, next to the helpers that the watch's socket tests below share.
 
 HW = bytes.fromhex("020000000001")
 HW2 = bytes.fromhex("020000000099")
@@ -103,18 +102,50 @@ def link_message(
     return nlmsg(kind, body + extra)
 
 
+def one_link(data: bytes) -> Link:
+    (message,) = parse_messages(data)
+    return parse_link(message)
+
+
 def test_parse_a_link_message() -> None:
     (message,) = parse_messages(link_message())
-    assert message.type == RTM_NEWLINK
+    assert message["header"]["type"] == RTM_NEWLINK
     assert parse_link(message) == Link(
-        index=7, name="eth0", hwaddr=HW, flags=UP, carrier=True, operstate=6, mtu=1500
+        index=7, name="eth0", hwaddr=HW, flags=UP, carrier=True, operstate="UP", mtu=1500
     )
+
+
+RECORDED = Path(__file__).parent / "data" / "rtnl"  # answers of a real kernel (see README)
+
+
+def test_decode_recorded_link_messages() -> None:
+    veth = one_link((RECORDED / "getlink-veth.bin").read_bytes())
+    assert veth == Link(
+        index=2,
+        name="rec0",
+        hwaddr=bytes.fromhex("020000000001"),
+        flags=veth.flags,
+        carrier=True,
+        operstate="UP",
+        mtu=1500,
+    )
+    assert veth.flags & IFF_UP and veth.flags & IFF_LOWER_UP and veth.usable
+    gone = one_link((RECORDED / "dellink-veth.bin").read_bytes())
+    assert (gone.index, gone.name, gone.deleted, gone.usable) == (2, "rec0", True, False)
+    (refusal,) = parse_messages((RECORDED / "getlink-enodev.bin").read_bytes())
+    assert (refusal["header"]["sequence_number"], parse_error(refusal)) == (4, errno.ENODEV)
+
+
+def test_a_non_mac_hardware_address_is_unknown() -> None:
+    # A tunnel's IFLA_ADDRESS is its IPv4 address: pyroute2 decodes only MACs there.
+    tunnel = link_message(hwaddr=bytes([192, 0, 2, 1]))
+    assert (one_link(tunnel).hwaddr, one_link(tunnel).name) == (None, "eth0")
 
 
 def test_unknown_and_nested_attributes_are_skipped() -> None:
     nested = rtattr(0x8000 | 18, rtattr(1, b"veth"))  # IFLA_LINKINFO with NLA_F_NESTED
     extra = rtattr(7, struct.pack("=I", 3)) + nested + rtattr(200, b"\x01\x02\x03")
-    link = parse_link(parse_messages(link_message(extra=extra))[0])
+    link = one_link(link_message(extra=extra))
     assert (link.name, link.hwaddr, link.carrier) == ("eth0", HW, True)
 
 
@@ -125,7 +156,7 @@ def test_several_messages_in_one_datagram_with_padding() -> None:
         + nlmsg(NLMSG_DONE, b"\0\0\0\0")
     )
     messages = parse_messages(data)
-    assert [m.type for m in messages] == [RTM_NEWLINK, RTM_DELLINK, NLMSG_DONE]
+    assert [m["header"]["type"] for m in messages] == [RTM_NEWLINK, RTM_DELLINK, NLMSG_DONE]
     gone = parse_link(messages[1])
     assert (gone.index, gone.name, gone.deleted, gone.usable) == (8, "bcde", True, False)
 
@@ -141,8 +172,7 @@ def test_several_messages_in_one_datagram_with_padding() -> None:
     ],
 )
 def test_usable(flags: int, carrier: int | None, usable: bool) -> None:
-    link = parse_link(parse_messages(link_message(flags=flags, carrier=carrier))[0])
-    assert link.usable is usable
+    assert one_link(link_message(flags=flags, carrier=carrier)).usable is usable
 
 
 @pytest.mark.parametrize(
@@ -163,7 +193,6 @@ def test_malformed_datagrams(data: bytes) -> None:
     "payload",
     [
         struct.pack("=BxHiII", 0, 1, 7, 0, 0)[:10],  # truncated ifinfomsg
-        struct.pack("=BxHiII", 0, 1, 7, 0, 0) + b"\x08\x00",  # truncated attribute header
         struct.pack("=BxHiII", 0, 1, 7, 0, 0) + struct.pack("=HH", 12, 3) + b"ab",  # overlong
         struct.pack("=BxHiII", 0, 1, 7, 0, 0) + struct.pack("=HH", 2, 3),  # below its header
         struct.pack("=BxHiII", 0, 1, 7, 0, 0) + rtattr(33, b""),  # empty IFLA_CARRIER
@@ -172,19 +201,28 @@ def test_malformed_datagrams(data: bytes) -> None:
 )
 def test_malformed_link_messages(payload: bytes) -> None:
     with pytest.raises(NetlinkParseError):
-        parse_link(NetlinkMessage(RTM_NEWLINK, 0, 0, payload))
+        one_link(nlmsg(RTM_NEWLINK, payload))
+
+
+def test_a_stub_too_short_for_an_attribute_is_ignored() -> None:
+    # pyroute2 stops reading attributes where fewer bytes than a header are left.
+    link = one_link(nlmsg(RTM_NEWLINK, struct.pack("=BxHiII", 0, 1, 7, 0, 0) + b"\x08\x00"))
+    assert (link.index, link.name) == (7, None)
 
 
 def test_parse_link_refuses_other_types() -> None:
+    (done,) = parse_messages(nlmsg(NLMSG_DONE, bytes(4)))
     with pytest.raises(NetlinkParseError):
-        parse_link(NetlinkMessage(NLMSG_DONE, 0, 0, b""))
+        parse_link(done)
 
 
 def test_parse_error() -> None:
     (message,) = parse_messages(nlmsg(NLMSG_ERROR, struct.pack("=i", -19) + bytes(16), seq=3))
-    assert (message.seq, parse_error(message)) == (3, 19)
+    assert (message["header"]["sequence_number"], parse_error(message)) == (3, 19)
     with pytest.raises(NetlinkParseError):
-        parse_error(NetlinkMessage(NLMSG_ERROR, 0, 0, b"\x00"))
+        parse_messages(nlmsg(NLMSG_ERROR, b"\x00"))  # no room for the error code
+    with pytest.raises(NetlinkParseError):
+        parse_error(parse_messages(link_message())[0])
 
 
 def test_getlink_request_layout() -> None:
@@ -780,17 +818,14 @@ async def test_real_link_changes(topology: netns.Topology) -> None:
 async def test_watch_answers_and_errors() -> None:
     kernel, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     with kernel:
-        watch = LinkWatch(ours, "eth0")
+        watch = LinkWatch("eth0", lambda: trio.socket.from_stdlib_socket(ours))
         try:
-            watch._request()
-            request = kernel.recv(100)
-            assert request == getlink_request("eth0", 1)
             kernel.send(b"\x01\x02\x03")  # malformed: skipped and counted
-            kernel.send(nlmsg(NLMSG_ERROR, struct.pack("=i", 0) + request[:16], seq=1))  # an ack
+            ack = struct.pack("=i", 0) + getlink_request("eth0", 1)[:16]
+            kernel.send(nlmsg(NLMSG_ERROR, ack, seq=1))
             kernel.send(link_message(name="eth1", index=9))
-            assert await watch.receive() == [
-                parse_link(parse_messages(link_message(name="eth1", index=9))[0])
-            ]
+            assert await watch.receive() == [one_link(link_message(name="eth1", index=9))]
+            assert kernel.recv(100) == getlink_request("eth0", 1)  # the first receive asked
             assert watch.drops == 1
             # "No such device" for an older request is not about the current one.
             kernel.send(nlmsg(NLMSG_ERROR, struct.pack("=i", -errno.ENODEV) + bytes(16), seq=0))
@@ -801,6 +836,75 @@ async def test_watch_answers_and_errors() -> None:
                 await watch.receive()
         finally:
             watch.close()
+
+
+class Overflowed:
+    """A socket whose receive queue overflowed: ENOBUFS once, then the stale notifications."""
+
+    def __init__(self, stale: bytes) -> None:
+        self.stale = stale
+        self.sent: list[bytes] = []
+        self.overflowed = False
+        self.closed = False
+
+    async def send(self, data: bytes) -> int:
+        await trio.lowlevel.checkpoint()
+        self.sent.append(data)
+        return len(data)
+
+    async def recv(self, size: int) -> bytes:
+        await trio.lowlevel.checkpoint()
+        if not self.overflowed:
+            self.overflowed = True
+            raise OSError(errno.ENOBUFS, os.strerror(errno.ENOBUFS))
+        return self.stale
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_lost_notifications_reopen_the_socket_and_read_the_state_anew() -> None:
+    kernel, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    overflowed = Overflowed(stale=link_message(carrier=1))  # what was true before the loss
+    sockets = iter([overflowed, trio.socket.from_stdlib_socket(ours)])
+    with kernel:
+        watch = LinkWatch("eth0", lambda: next(sockets))
+        try:
+            kernel.send(link_message(carrier=0))  # the answer on the new socket: the state now
+            assert await watch.receive() == [one_link(link_message(carrier=0))]
+            assert overflowed.sent == [getlink_request("eth0", 1)] and overflowed.closed
+            assert kernel.recv(100) == getlink_request("eth0", 2)  # asked again, anew
+            assert (watch.resyncs, watch.drops) == (1, 0)
+        finally:
+            watch.close()
+
+
+@pytest.mark.netns
+async def test_a_kernel_overflow_reads_the_state_anew(topology: netns.Topology) -> None:
+    client_ns, server_ns = topology.namespace("client"), topology.namespace("server")
+    mine, _ = topology.veth(client_ns, server_ns)
+    opened: list[trio.socket.SocketType] = []
+
+    def open_watch_socket() -> trio.socket.SocketType:
+        sock = open_socket(client_ns.name, groups=(RTNLGRP_LINK,))
+        if not opened:  # the first one as small as the kernel allows: one message fits
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)
+        opened.append(sock)
+        return sock
+
+    watch = LinkWatch(mine.name, open_watch_socket)
+    try:
+        with trio.fail_after(5):
+            (first,) = await watch.receive()
+            assert (first.index, first.mtu, watch.resyncs) == (mine.index, 1500, 0)
+            for mtu in range(1400, 1410):  # notifications nobody reads: the queue overflows
+                client_ns.ip("link", "set", "dev", mine.name, "mtu", str(mtu))
+            links = await watch.receive()
+        assert (watch.resyncs, len(opened)) == (1, 2)
+        assert opened[0].fileno() == -1  # closed: what it still held was stale
+        assert links and {(link.index, link.mtu) for link in links} == {(mine.index, 1409)}
+    finally:
+        watch.close()
 
 
 async def test_a_failing_client_is_a_death_with_its_own_error(
