@@ -26,15 +26,15 @@ from construct import (
     Const,
     Construct,
     GreedyBytes,
+    If,
+    IfThenElse,
     Int8ub,
     Int16ub,
     Int32ub,
     ListContainer,
-    Pass,
     Rebuild,
     Struct,
     Subconstruct,
-    Switch,
     len_,
     stream_size,
     stream_tell,
@@ -117,6 +117,49 @@ class ToEnd(_Repeater):
         return f"{name}(obj, io, this)"
 
 
+class Record(Struct):  # type: ignore[misc]
+    """A `Struct` whose compiled form keeps its fields in a plain dict instead of `Container`s.
+
+    Why: the options area is a list of small structs, and a compiled `Struct` spends most of
+    an option's time creating two `Container`s (the result and the context). Compiled, a
+    `Record` parses to a dict of its named fields, which is also the context its fields see:
+    they can refer to earlier fields (`this.code`), to nothing outside the record. Interpreted,
+    it is a `Struct`.
+    """
+
+    def _emitparse(self, code: Any) -> str:
+        name = f"parse_record_{code.allocateId()}"
+        lines = [
+            f"def {name}(io, this):",
+            "    this = {}",
+        ]
+        for sub in self.subcons:
+            parse = sub._compileparse(code)
+            lines.append(f"    this[{sub.name!r}] = {parse}" if sub.name else f"    {parse}")
+        lines.append("    return this")
+        code.append("\n".join(lines) + "\n")
+        return f"{name}(io, this)"
+
+    def _emitbuild(self, code: Any) -> str:
+        name = f"build_record_{code.allocateId()}"
+        lines = [
+            f"def {name}(obj, io, this):",
+            "    objdict = obj",
+            "    this = dict(obj)",
+        ]
+        for sub in self.subcons:
+            if sub.name:
+                get = f".get({sub.name!r})" if sub.flagbuildnone else f"[{sub.name!r}]"
+                lines.append(f"    obj = objdict{get}")
+                lines.append(f"    this[{sub.name!r}] = obj")
+                lines.append(f"    this[{sub.name!r}] = {sub._compilebuild(code)}")
+            else:
+                lines.append(f"    {sub._compilebuild(code)}")
+        lines.append("    return this")
+        code.append("\n".join(lines) + "\n")
+        return f"{name}(obj, io, this)"
+
+
 #: RFC 2131 §2, figure 1: "Format of a DHCP message". Addresses are network-order 32-bit
 #: integers here; `dhcp4c.message.Message` turns them into `ipaddress.IPv4Address` on access.
 BootpHeader = Struct(
@@ -142,10 +185,11 @@ DhcpHeader = Struct(*BootpHeader.subcons, "cookie" / Const(MAGIC_COOKIE))
 #: RFC 2132 §2: one option. PAD is the code byte alone; END is the code byte, and its `value`
 #: is what follows it in the area (padding, kept so that a message builds back byte for byte);
 #: every other option is code, length (rebuilt from the value), value.
-Option = Struct(
+_TLV = (this.code != PAD) & (this.code != END)
+Option = Record(
     "code" / Int8ub,
-    "length" / Switch(this.code, {PAD: Pass, END: Pass}, Rebuild(Int8ub, len_(this.value))),
-    "value" / Switch(this.code, {PAD: Pass, END: GreedyBytes}, Bytes(this.length)),
+    "length" / If(_TLV, Rebuild(Int8ub, len_(this.value))),
+    "value" / IfThenElse(_TLV, Bytes(this.length), If(this.code == END, GreedyBytes)),
 )
 
 #: An options area (the `options` field, or `file`/`sname` under overload, RFC 2131 §4.1): the

@@ -35,7 +35,7 @@ def reference_parse(data: bytes) -> tuple[Any, list[tuple[int, bytes, str]]]:
     """
     parsed = wire.compiled("message").parse(data)
     areas = [("options", parsed.options)]
-    overload = b"".join(item.value for item in parsed.options if item.code == 52)
+    overload = b"".join(item["value"] for item in parsed.options if item["code"] == 52)
     if overload and overload[0] & 1:
         areas.append(("file", wire.compiled("options").parse(parsed.file)))
     if overload and overload[0] & 2:
@@ -43,10 +43,10 @@ def reference_parse(data: bytes) -> tuple[Any, list[tuple[int, bytes, str]]]:
     instances = []
     for name, items in areas:
         for item in items:
-            if item.code not in (0, 255):
-                if len(item.value) != item.length:
+            if item["code"] not in (0, 255):
+                if len(item["value"]) != item["length"]:
                     raise ConstructError("short value")
-                instances.append((item.code, item.value, name))
+                instances.append((item["code"], item["value"], name))
     return parsed, instances
 
 

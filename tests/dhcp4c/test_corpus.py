@@ -101,16 +101,16 @@ def declared_instances(data: bytes) -> tuple[Any, list[list[Any]]]:
     """
     parsed = wire.compiled("message").parse(data)
     areas = [("options", parsed.options)]
-    overload = b"".join(item.value for item in parsed.options if item.code == 52)
+    overload = b"".join(item["value"] for item in parsed.options if item["code"] == 52)
     if overload and overload[0] & 1:
         areas.append(("file", wire.compiled("options").parse(parsed.file)))
     if overload and overload[0] & 2:
         areas.append(("sname", wire.compiled("options").parse(parsed.sname)))
     instances = [
-        [item.code, len(item.value), item.value.hex(), name]
+        [item["code"], len(item["value"]), item["value"].hex(), name]
         for name, items in areas
         for item in items
-        if item.code not in (0, 255)
+        if item["code"] not in (0, 255)
     ]
     return parsed, instances
 
