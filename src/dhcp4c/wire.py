@@ -197,7 +197,7 @@ Option = Record(
 OptionsArea = ToEnd(Option)
 
 #: A whole DHCP message: the header, the cookie and the options area.
-DhcpMessage = Struct(*DhcpHeader.subcons, "options" / OptionsArea)
+DhcpMessage = Record(*DhcpHeader.subcons, "options" / OptionsArea)
 
 _compiled: dict[str, Construct[Any, Any]] = {}
 _SOURCES: dict[str, Construct[Any, Any]] = {

@@ -34,12 +34,12 @@ def reference_parse(data: bytes) -> tuple[Any, list[tuple[int, bytes, str]]]:
     too, as a construct-level error, so that "the declaration reads it" means a full read.
     """
     parsed = wire.compiled("message").parse(data)
-    areas = [("options", parsed.options)]
-    overload = b"".join(item["value"] for item in parsed.options if item["code"] == 52)
+    areas = [("options", parsed["options"])]
+    overload = b"".join(item["value"] for item in parsed["options"] if item["code"] == 52)
     if overload and overload[0] & 1:
-        areas.append(("file", wire.compiled("options").parse(parsed.file)))
+        areas.append(("file", wire.compiled("options").parse(parsed["file"])))
     if overload and overload[0] & 2:
-        areas.append(("sname", wire.compiled("options").parse(parsed.sname)))
+        areas.append(("sname", wire.compiled("options").parse(parsed["sname"])))
     instances = []
     for name, items in areas:
         for item in items:
@@ -263,7 +263,7 @@ def test_built_messages_parse_back_equal(message: Message) -> None:
     assert parsed == message
     assert parsed.build() == data
     if not message.overload:
-        assert (parsed.sname, parsed.file) == (message.sname, message.file)
+        assert (parsed["sname"], parsed["file"]) == (message.sname, message.file)
 
 
 @given(messages(), st.integers(0, 2**32 - 1))

@@ -67,7 +67,7 @@ def test_parse_and_build_run_the_compiled_declaration() -> None:
         message.xid,
         message.chaddr,
     ]
-    assert [(item["code"], item["value"]) for item in parsed.options] == [
+    assert [(item["code"], item["value"]) for item in parsed["options"]] == [
         (0, None),
         (53, b"\x01"),
         (12, b"hi"),
