@@ -263,7 +263,7 @@ def test_built_messages_parse_back_equal(message: Message) -> None:
     assert parsed == message
     assert parsed.build() == data
     if not message.overload:
-        assert (parsed["sname"], parsed["file"]) == (message.sname, message.file)
+        assert (parsed.sname, parsed.file) == (message.sname, message.file)
 
 
 @given(messages(), st.integers(0, 2**32 - 1))
