@@ -59,7 +59,7 @@ _OVERLOAD_SNAME = 2
 
 # One area's layout: the option list `wire.OptionsArea` parses (or a canonical one made here),
 # items with a `code` and a `value`: a PAD's value is None, END's is the bytes after it.
-_Area = list[Mapping[str, Any]]
+_Area = list[dict[str, Any]]
 
 _FIELDS = (
     "op",

@@ -33,6 +33,7 @@ from construct import (
     Int32ub,
     ListContainer,
     Rebuild,
+    SizeofError,
     Struct,
     Subconstruct,
     len_,
@@ -59,6 +60,17 @@ PAD = 0
 END = 255
 
 
+def _emitted_parse(construct: Any, code: Any) -> str:
+    # construct-typing's stubs leave out the compiler's interface.
+    emitted: str = construct._compileparse(code)
+    return emitted
+
+
+def _emitted_build(construct: Any, code: Any) -> str:
+    emitted: str = construct._compilebuild(code)
+    return emitted
+
+
 # construct's classes are generic only in construct-typing's stubs.
 if TYPE_CHECKING:
     _Repeater = Subconstruct[Any, Any, ListContainer[Any], list[Any]]
@@ -78,17 +90,15 @@ class ToEnd(_Repeater):
         end = stream_size(stream)
         items: ListContainer[Any] = ListContainer()
         while stream_tell(stream, path) < end:
-            items.append(self.subcon._parsereport(stream, context, path))  # type: ignore[attr-defined]
+            items.append(self.subcon._parsereport(stream, context, path))
         return items
 
     def _build(self, obj: Any, stream: Any, context: Any, path: Any) -> Any:
         for item in obj:
-            self.subcon._build(item, stream, context, path)  # type: ignore[attr-defined]
+            self.subcon._build(item, stream, context, path)
         return obj
 
     def _sizeof(self, context: Any, path: Any) -> int:
-        from construct import SizeofError
-
         raise SizeofError("ToEnd has no fixed size", path=path)
 
     def _emitparse(self, code: Any) -> str:
@@ -100,7 +110,7 @@ class ToEnd(_Repeater):
                 end = io.seek(0, 2)
                 io.seek(position)
                 while position < end:
-                    items.append({self.subcon._compileparse(code)})
+                    items.append({_emitted_parse(self.subcon, code)})
                     position = io.tell()
                 return items
         """)
@@ -111,13 +121,13 @@ class ToEnd(_Repeater):
         code.append(f"""
             def {name}(items, io, this):
                 for obj in items:
-                    {self.subcon._compilebuild(code)}
+                    {_emitted_build(self.subcon, code)}
                 return items
         """)
         return f"{name}(obj, io, this)"
 
 
-class Record(Struct):  # type: ignore[misc]
+class Record(Struct):
     """A `Struct` whose compiled form keeps its fields in a plain dict instead of `Container`s.
 
     Why: the options area is a list of small structs, and a compiled `Struct` spends most of
@@ -134,7 +144,7 @@ class Record(Struct):  # type: ignore[misc]
             "    this = {}",
         ]
         for sub in self.subcons:
-            parse = sub._compileparse(code)
+            parse = _emitted_parse(sub, code)
             lines.append(f"    this[{sub.name!r}] = {parse}" if sub.name else f"    {parse}")
         lines.append("    return this")
         code.append("\n".join(lines) + "\n")
@@ -152,9 +162,9 @@ class Record(Struct):  # type: ignore[misc]
                 get = f".get({sub.name!r})" if sub.flagbuildnone else f"[{sub.name!r}]"
                 lines.append(f"    obj = objdict{get}")
                 lines.append(f"    this[{sub.name!r}] = obj")
-                lines.append(f"    this[{sub.name!r}] = {sub._compilebuild(code)}")
+                lines.append(f"    this[{sub.name!r}] = {_emitted_build(sub, code)}")
             else:
-                lines.append(f"    {sub._compilebuild(code)}")
+                lines.append(f"    {_emitted_build(sub, code)}")
         lines.append("    return this")
         code.append("\n".join(lines) + "\n")
         return f"{name}(obj, io, this)"
