@@ -31,7 +31,6 @@ from construct import (
     Construct,
     ConstructError,
     GreedyBytes,
-    GreedyString,
     Int8ub,
     Int16ub,
     Int32sb,
@@ -235,8 +234,9 @@ class IPv4AddressAdapter(_AddressBase):
 Address = IPv4AddressAdapter(Int32ub)
 #: RFC 2132: a list of addresses (minimum length 4, a multiple of 4: `convert` checks the first).
 AddressList = ToEnd(Address)
-#: RFC 2132 §3.14 and others: NVT ASCII text.
-Text = GreedyString("ascii")
+#: RFC 2132 §3.14 and others: NVT ASCII text (`_text` decodes it: construct's string classes
+#: do not compile).
+Text = GreedyBytes
 #: RFC 2132 §5.8: destination, router pairs.
 StaticRoute = Struct("destination" / Address, "router" / Address)
 #: RFC 3442 §3: a prefix width, the significant octets of the destination, the router.
@@ -385,14 +385,17 @@ def _at_least(minimum: int) -> Callable[[int], int]:
     return check
 
 
-def _text(text: str) -> str:
+def _text(value: bytes) -> str:
     # RFC 2132 §3.14/§3.17: NVT ASCII, "should not" be NUL-terminated. Servers that do it
     # anyway are common, so trailing NULs are dropped (systemd-networkd does the same); an
-    # embedded NUL is malformed (and a non-ASCII byte already failed the declaration).
-    text = text.rstrip("\x00")
-    if not text or "\x00" in text:
+    # embedded NUL or non-ASCII byte is malformed.
+    text = value.rstrip(b"\x00")
+    if not text or b"\x00" in text:
         raise ValueError("empty or contains NUL")
-    return text
+    try:
+        return text.decode("ascii")
+    except UnicodeDecodeError as error:
+        raise ValueError("not ASCII") from error
 
 
 def _overload(value: int) -> int:

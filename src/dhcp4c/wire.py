@@ -133,8 +133,8 @@ class Record(Struct):
     Why: the options area is a list of small structs, and a compiled `Struct` spends most of
     an option's time creating two `Container`s (the result and the context). Compiled, a
     `Record` parses to a dict of its named fields, which is also the context its fields see:
-    they can refer to earlier fields (`this.code`), to nothing outside the record. Interpreted,
-    it is a `Struct`.
+    they can refer to earlier fields (`this.code`), to nothing outside the record, and cannot
+    hold a `Struct` (which wants the outer context). Interpreted, it is a `Struct`.
     """
 
     def _emitparse(self, code: Any) -> str:
