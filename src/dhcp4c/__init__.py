@@ -1,7 +1,8 @@
 """dhcp4c: a DHCPv4 client (RFC 2131) for Linux, built on a small Trio supervisor.
 
-Architecture. `message`/`options` (declared in `wire` with construct) are the codec: bytes to an
-immutable `Message` and back, losslessly, raising only `MessageError`. `machine` is the client's
+Architecture. `message`/`options` are the codec: the compiled construct declarations of `wire` take
+bytes to an immutable `Message` and back, losslessly, raising only `MessageError`; option values
+are declared per code in the registry of `options` and decoded when read. `machine` is the client's
 protocol as a pure state machine (RFC 2131 §4.4): inputs carry `now`, outputs are `Send` commands
 and lease events; `lease` turns an accepted DHCPACK into a sanitised `Lease`. `client` is the thin
 Trio shell (one restartable supervisor runnable per interface): it feeds datagrams from the
@@ -11,9 +12,8 @@ publishes events to observers (`observe`); `linkwatch` follows the link over net
 hardware address, removal) and drives the client accordingly. `leasefile` keeps leases across
 restarts, `cli` is the `dhcp4c` command (its fast start, `faststart` over the raw netlink of
 `rtnl`, binds with one synchronous exchange before Trio is imported and hands the lease to
-`Client(bound_lease=...)`) and `testing` holds the in-process server, the in-memory
-network with fault injection and the network-namespace helpers used by the tests, the demo and
-the benchmarks.
+`Client(bound_lease=...)`) and `testing` holds the in-process server, the in-memory network with
+fault injection and the network-namespace helpers used by the tests, the demo and the benchmarks.
 
 Deliberate deviations from the RFCs:
 

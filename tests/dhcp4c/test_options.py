@@ -3,8 +3,10 @@ registry of option declarations."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 import pytest
 from construct import (
@@ -474,3 +476,12 @@ def test_registration_conflicts_and_bad_declarations_are_clear_errors(registry: 
     assert declaration(228) is None
     with pytest.raises(KeyError):
         unregister(228)
+
+
+def test_the_documented_example_runs(registry: None, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "options.md").read_text()
+    example = re.findall(r"```python\n(.*?)```", text, re.DOTALL)[1]
+    exec(compile(example, "docs/options.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "SITE_LOCATION" in out and "must be 3" in out
+    assert declaration(224) is None and declaration(43) is None  # the example cleans up
