@@ -44,10 +44,10 @@ __all__ = [
 BOOTREQUEST = 1
 BOOTREPLY = 2
 FLAG_BROADCAST = 0x8000  # RFC 2131 §2, figure 2: the leftmost bit of `flags`
-MAGIC_COOKIE = b"\x63\x82\x53\x63"  # RFC 2131 §3
+MAGIC_COOKIE = wire.MAGIC_COOKIE  # RFC 2131 §3
 
-_HEADER_SIZE = 240  # RFC 2131 figure 1's 236 bytes and the 4 of the cookie
-_COOKIE = slice(236, 240)
+_HEADER_SIZE = wire.DhcpHeader.sizeof()  # RFC 2131 figure 1's 236 bytes and the cookie's 4
+_COOKIE = slice(_HEADER_SIZE - len(MAGIC_COOKIE), _HEADER_SIZE)
 # RFC 1542 §2.1: BOOTP relay agents and old servers expect messages of at least 300 bytes.
 BOOTP_MINIMUM_SIZE = 300
 # RFC 2131 §2: a client must accept 576-byte messages, i.e. 312 bytes of options area

@@ -279,6 +279,23 @@ class _ExactStream(BytesIO):
         return data
 
 
+# Compiled forms by declaration: codes that share a declaration (`Address`, `Int32ub`, ...)
+# share its compiled code, compiled when the first of them is read.
+_compiled: dict[int, tuple[Construct[Any, Any], Construct[Any, Any]]] = {}
+
+
+def _compile(construct: Construct[Any, Any]) -> Construct[Any, Any]:
+    known = _compiled.get(id(construct))
+    if known is not None and known[0] is construct:
+        return known[1]
+    try:
+        compiled = construct.compile()
+    except Exception:  # construct raises anything on what it cannot compile
+        compiled = construct  # runs interpreted, with the same result
+    _compiled[id(construct)] = (construct, compiled)
+    return compiled
+
+
 class OptionDeclaration(Generic[T]):
     """How one option code's value is read: a construct declaration and a conversion.
 
@@ -330,11 +347,7 @@ class OptionDeclaration(Generic[T]):
             raise MessageError(f"option {self.code} has length {len(value)}, must be {self.size}")
         compiled = self._compiled
         if compiled is None:
-            try:
-                compiled = self.construct.compile()
-            except Exception:  # construct raises anything on what it cannot compile
-                compiled = self.construct  # runs interpreted, with the same result
-            self._compiled = compiled
+            compiled = self._compiled = _compile(self.construct)
         stream = _ExactStream(value)
         try:
             parsed = compiled.parse_stream(stream)

@@ -9,7 +9,8 @@ This module owns the declarations of the message layout and their compiled forms
 * `OptionsArea`: the options of one area (the `options` field, or `file`/`sname` under option
   52), to the end of the area; `DhcpMessage` is the header followed by the options area.
 * `ToEnd`: a subcon repeated to the end of the stream, compiled (construct's `GreedyRange` is
-  not, and it drops a last item that does not fit instead of failing).
+  not, and it drops a last item that does not fit instead of failing); `Record`: a `Struct`
+  compiled to plain dicts (see docs/options.md for why).
 
 `dhcp4c.message` runs the compiled forms (`compiled()`), compiled once on first use. Compiled
 construct raises `struct.error` and `ConstructError`, and a compiled `Bytes(n)` at the end of the
