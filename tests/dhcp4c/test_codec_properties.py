@@ -180,7 +180,7 @@ def test_generated_layouts_parse_losslessly(layout: tuple[bytes, list[tuple[int,
 
 
 @given(st.one_of(layouts().map(lambda layout: layout[0]), st.binary(max_size=600)))
-def test_construct_declaration_agrees_with_the_fast_path(data: bytes) -> None:
+def test_construct_declaration_agrees_with_the_codec(data: bytes) -> None:
     # Framing only: where the declaration reads a message, the codec reads the same instances
     # (it adds the content checks of dhcp4c.options on top).
     try:

@@ -26,6 +26,7 @@ from dhcp4c.message import Message, MessageError
 from dhcp4c.options import (
     CHECKED_CODES,
     OptionCode,
+    OptionDeclaration,
     Options,
     check_value,
     declaration,
@@ -485,3 +486,38 @@ def test_the_documented_example_runs(registry: None, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "SITE_LOCATION" in out and "must be 3" in out
     assert declaration(224) is None and declaration(43) is None  # the example cleans up
+
+
+@pytest.mark.parametrize(
+    ("code", "value"),
+    [
+        (3, bytes(range(12))),
+        (33, bytes(range(16))),
+        (55, b"\x01\x03\x06"),
+        (82, b"\x01\x03abc\x02\x00\x09\x04wxyz"),
+        (121, b"\x18\x0a\x00\x00\xc0\x00\x02\x01\x00\xc0\x00\x02\x02"),
+        (124, b"\x00\x00\x00\x01\x02ab\x00\x00\x00\x02\x00"),
+        (125, b"\x00\x00\x0d\xe9\x03abc\x00\x00\x00\x01\x01z"),
+        (81, b"\x01\x00\x00host"),
+        (12, b"host"),
+        (2, b"\x00\x00\x0e\x10"),
+    ],
+)
+def test_project_declarations_reject_every_short_read_themselves(code: int, value: bytes) -> None:
+    # The project's declarations are read from a plain stream, where compiled `Bytes` returns a
+    # short value silently: on every prefix of a value they must decide exactly as the strict
+    # stream used for users' declarations does.
+    entry = declaration(code)
+    assert entry is not None
+    strict = OptionDeclaration(code, "strict", entry.construct, entry.convert)
+    for end in range(len(value) + 1):
+        prefix = value[:end]
+        try:
+            expected: object = strict.decode(prefix)
+        except MessageError:
+            expected = MessageError
+        try:
+            got: object = entry.decode(prefix)
+        except MessageError:
+            got = MessageError
+        assert got == expected, (code, prefix)
