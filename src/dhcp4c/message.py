@@ -160,7 +160,7 @@ def _parse_area(data: bytes, name: str) -> _Area:
 
 
 def _item(code: int, value: bytes) -> dict[str, Any]:
-    return {"code": code, "value": value}
+    return {"code": code, "length": None if code == 255 else len(value), "value": value}
 
 
 def _instances(code: int, value: bytes) -> list[dict[str, Any]]:

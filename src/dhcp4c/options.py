@@ -471,20 +471,20 @@ def _declare(
 
 _ADDRESS_LISTS = (3, 4, 5, 6, 7, 41, 42, 44)
 _TEXTS = (12, 15, 17, 40, 47, 56, 66, 67, 114)
-_BYTES = (13, 22, 26, 57)  # 16-bit
-_OCTETS = (19, 20, 23, 27, 29, 30, 31, 34, 36, 37, 39, 46, 53, 116)
-_SECONDS = (24, 35, 38, 51, 58, 59, 91, 108)  # 32-bit unsigned
+_UINT16 = (13, 22, 26, 57)
+_UINT8 = (19, 20, 23, 27, 29, 30, 31, 34, 36, 37, 39, 46, 53, 116)
+_UINT32 = (24, 35, 38, 51, 58, 59, 91, 108)
 _ADDRESSES = (16, 28, 32, 50, 54, 118)
 
 for _code in _ADDRESS_LISTS:
     _declare(OptionCode(_code), AddressList, _nonempty)
 for _code in _TEXTS:
     _declare(OptionCode(_code), Text, _text)
-for _code in _OCTETS:
+for _code in _UINT8:
     _declare(OptionCode(_code), Int8ub)
-for _code in _BYTES:
+for _code in _UINT16:
     _declare(OptionCode(_code), Int16ub)
-for _code in _SECONDS:
+for _code in _UINT32:
     _declare(OptionCode(_code), Int32ub)
 for _code in _ADDRESSES:
     _declare(OptionCode(_code), Address)
@@ -557,7 +557,7 @@ def register(
     Args:
         code: 1..254, not one the project declares (vendor 43, site options 224-254, ...).
         construct: the declaration of the whole value (after RFC 3396 concatenation).
-        name: the option's name (in `repr`); default ``OPTION_<code>``.
+        name: the option's name (in `repr`); default its `OptionCode` name, or ``OPTION_<code>``.
         convert: turns the parsed value into the typed one; a ValueError it raises becomes
             `MessageError`.
         replace: allow replacing an earlier `register` of the same code.
@@ -582,7 +582,8 @@ def register(
         raise ValueError(f"option {code} ({_registry[code].name}) is declared by dhcp4c")
     if code in _registry and not replace:
         raise ValueError(f"option {code} is already registered as {_registry[code].name}")
-    name = name if name is not None else f"OPTION_{code}"
+    if name is None:
+        name = _name(code) if code in OptionCode.__members__.values() else f"OPTION_{code}"
     if _names.get(name, code) != code:
         raise ValueError(f"option name {name!r} is already option {_names[name]}")
     previous = _registry.get(code)
@@ -850,4 +851,9 @@ class Options(Mapping[int, bytes]):
 
 def _name(code: int) -> str:
     entry = _registry.get(code)
-    return str(code) if entry is None else entry.name
+    if entry is not None:
+        return entry.name
+    try:
+        return OptionCode(code).name
+    except ValueError:
+        return str(code)

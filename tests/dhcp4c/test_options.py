@@ -521,3 +521,11 @@ def test_project_declarations_reject_every_short_read_themselves(code: int, valu
         except MessageError:
             got = MessageError
         assert got == expected, (code, prefix)
+
+
+def test_names_of_undeclared_codes_come_from_option_code(registry: None) -> None:
+    assert repr(Options({43: b"x", 60: b"y"})) == (
+        "Options({VENDOR_SPECIFIC: b'x', VENDOR_CLASS_IDENTIFIER: b'y'})"
+    )
+    assert register(43, GreedyBytes).name == "VENDOR_SPECIFIC"
+    assert register(230, GreedyBytes).name == "OPTION_230"
