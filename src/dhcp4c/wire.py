@@ -145,7 +145,8 @@ class Record(Struct):
     an option's time creating two `Container`s (the result and the context). Compiled, a
     `Record` parses to a dict of its named fields, which is also the context its fields see:
     they can refer to earlier fields (`this.code`), to nothing outside the record, and cannot
-    hold a `Struct` (which wants the outer context). Interpreted, it is a `Struct`.
+    hold a `Struct` (which wants the outer context); building reads a dict and writes nothing
+    back into it. Interpreted, it is a `Struct`.
     """
 
     def _parse_lines(self, code: Any) -> list[str]:
@@ -157,15 +158,17 @@ class Record(Struct):
         return lines
 
     def _build_lines(self, code: Any) -> list[str]:
-        """The statements that build the record `objdict` (used inline by `ToEnd` too)."""
-        lines = ["this = dict(objdict)"]  # later fields are visible, as Struct's build has it
+        """The statements that build the record `objdict` (used inline by `ToEnd` too).
+
+        The fields see the dict being built as their context (so a `Rebuild` can use a later
+        field), and nothing is written back into it.
+        """
+        lines = ["this = objdict"]
         for sub in self.subcons:
             if sub.name:
                 get = f".get({sub.name!r})" if sub.flagbuildnone else f"[{sub.name!r}]"
                 lines.append(f"obj = objdict{get}")
-                lines.append(f"this[{sub.name!r}] = {_emitted_build(sub, code)}")
-            else:
-                lines.append(_emitted_build(sub, code))
+            lines.append(_emitted_build(sub, code))
         return lines
 
     def _emitparse(self, code: Any) -> str:
