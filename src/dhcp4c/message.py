@@ -58,7 +58,8 @@ _OVERLOAD_FILE = 1  # RFC 2132 §9.3
 _OVERLOAD_SNAME = 2
 
 # One area's layout: the option list `wire.OptionsArea` parses (or a canonical one made here),
-# items with a `code` and a `value`: a PAD's value is None, END's is the bytes after it.
+# one dict per PAD, TLV or END with its `code`, `length` and `value` (None for PAD; for END, no
+# length and the bytes after it). A missing END is simply the absence of a 255 item.
 _Area = list[dict[str, Any]]
 
 _FIELDS = (
