@@ -1,7 +1,8 @@
 """dhcp4c: a DHCPv4 client (RFC 2131) for Linux, built on a small Trio supervisor.
 
-Architecture. `message`/`options` (declared in `wire` with construct) are the codec: bytes to an
-immutable `Message` and back, losslessly, raising only `MessageError`. `machine` is the client's
+Architecture. `message`/`options` are the codec: the compiled construct declarations of `wire` take
+bytes to an immutable `Message` and back, losslessly, raising only `MessageError`; option values
+are declared per code in the registry of `options` and decoded when read. `machine` is the client's
 protocol as a pure state machine (RFC 2131 §4.4): inputs carry `now`, outputs are `Send` commands
 and lease events; `lease` turns an accepted DHCPACK into a sanitised `Lease`. `client` is the thin
 Trio shell (one restartable supervisor runnable per interface): it feeds datagrams from the

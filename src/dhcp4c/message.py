@@ -1,15 +1,15 @@
 """The DHCP message value: parsing, building and the codec's one error type.
 
 This module owns `Message` (an immutable value), `MessageType`, `MessageError` (re-exported from
-`dhcp4c.options`) and the byte layout rules of RFC 2131 §2 (figure 1), §3 (magic cookie), §4.1
+`dhcp4c.options`) and the layout rules of RFC 2131 §2 (figure 1), §3 (magic cookie), §4.1
 (option areas and overload order), RFC 2132 §2 (option TLVs, PAD, END) and RFC 3396 (long and
-split options). The declarations in `dhcp4c.wire` are the specification; this module's hot path
-is derived from them (see `HEADER_FORMAT` and `_walk`) and checked against them by the tests.
+split options). Parsing and building run the compiled construct declarations of `dhcp4c.wire`.
 
 Invariants:
 
-* `Message.parse` raises `MessageError` and nothing else, for any bytes.
-* A parsed message keeps its wire layout (every area's TLV sequence with PAD runs, split
+* `Message.parse` raises `MessageError` and nothing else, for any bytes: construct's and
+  `struct`'s exceptions are wrapped, and a value cut short by the end of an area is checked for.
+* A parsed message keeps its wire layout (every area's parsed option list with PAD, split
   instances, a missing END and the bytes after END), and `build()` serialises that layout, so
   `Message.parse(b).build() == b`. The layout takes no part in equality.
 * A message built through the constructor, or whose options `replace` changed, is laid out
@@ -24,15 +24,18 @@ import struct
 from collections.abc import Iterable, Mapping
 from enum import IntEnum
 from ipaddress import IPv4Address
+from operator import itemgetter
 from typing import Any
 
+from construct import ConstructError
+
+from dhcp4c import wire
 from dhcp4c.options import CHECKED_CODES, MessageError, Options, check_value
 
 __all__ = [
     "BOOTREPLY",
     "BOOTREQUEST",
     "FLAG_BROADCAST",
-    "HEADER_FORMAT",
     "Message",
     "MessageError",
     "MessageType",
@@ -41,16 +44,10 @@ __all__ = [
 BOOTREQUEST = 1
 BOOTREPLY = 2
 FLAG_BROADCAST = 0x8000  # RFC 2131 §2, figure 2: the leftmost bit of `flags`
-MAGIC_COOKIE = b"\x63\x82\x53\x63"  # RFC 2131 §3
+MAGIC_COOKIE = wire.MAGIC_COOKIE  # RFC 2131 §3
 
-#: `struct` equivalent of `dhcp4c.wire.DhcpHeader` (test_message checks it is derived exactly).
-#: Why not the compiled construct: it costs 3 µs a header against dpkt's 2.5 µs for a whole
-#: message, and importing construct adds ~30 ms to the command's start-up.
-HEADER_FORMAT = ">BBBBLHHLLLL16s64s128s4s"
-_HEADER = struct.Struct(HEADER_FORMAT)
-_HEADER_SIZE = _HEADER.size  # 236 bytes of BOOTP header + 4 of cookie
-_SNAME = slice(44, 108)  # byte offsets of `sname` and `file` in figure 1
-_FILE = slice(108, 236)
+_HEADER_SIZE = wire.DhcpHeader.sizeof()  # RFC 2131 figure 1's 236 bytes and the cookie's 4
+_COOKIE = slice(_HEADER_SIZE - len(MAGIC_COOKIE), _HEADER_SIZE)
 # RFC 1542 §2.1: BOOTP relay agents and old servers expect messages of at least 300 bytes.
 BOOTP_MINIMUM_SIZE = 300
 # RFC 2131 §2: a client must accept 576-byte messages, i.e. 312 bytes of options area
@@ -60,9 +57,10 @@ _OPTIONS_CAPACITY = 312 - len(MAGIC_COOKIE) - 1  # minus the END byte
 _OVERLOAD_FILE = 1  # RFC 2132 §9.3
 _OVERLOAD_SNAME = 2
 
-# One area's layout: (code, value) per TLV; (0, the PAD bytes) per PAD run; (255, the bytes after
-# END) for END. A missing END is simply the absence of a 255 item.
-_Area = tuple[tuple[int, bytes], ...]
+# One area's layout: the option list `wire.OptionsArea` parses (or a canonical one made here),
+# one dict per PAD, TLV or END with its `code`, `length` and `value` (None for PAD; for END, no
+# length and the bytes after it). A missing END is simply the absence of a 255 item.
+_Area = list[dict[str, Any]]
 
 _FIELDS = (
     "op",
@@ -81,6 +79,8 @@ _FIELDS = (
     "file",
     "options",
 )
+_HEADER_FIELDS = _FIELDS[:14]
+_header_of = itemgetter(*_HEADER_FIELDS)
 _RANGES = {
     "op": 0xFF,
     "htype": 0xFF,
@@ -126,108 +126,100 @@ class MessageType(IntEnum):
         return pseudo
 
 
-def _walk(
-    data: bytes, i: int, end: int, items: list[tuple[int, bytes]], values: dict[int, bytes]
-) -> None:
-    """Walk the option TLVs of one area (`wire.OptionsArea`), appending to `items` and `values`.
+def _values(area: _Area, values: dict[int, bytes]) -> None:
+    """Add one area's option values to `values`, RFC 3396 §7 concatenating repeated codes."""
+    for item in area:
+        code = item["code"]
+        if code == 0 or code == 255:
+            continue
+        # RFC 3396 §7: repeated instances are concatenated in the order they appear.
+        if code in values:
+            values[code] += item["value"]
+        else:
+            values[code] = item["value"]
 
-    Hand-written rather than the compiled `wire.OptionsArea` because it also records the layout
-    and concatenates repeated codes (RFC 3396 §7) in one pass, at about a tenth of the cost.
+
+def _checked(area: _Area, name: str) -> _Area:
+    """Reject an area whose last value the end of the area cut short.
+
+    Compiled `Bytes(n)` returns what is left of the stream, so only the last item can be short.
     """
-    while i < end:
-        code = data[i]
-        if code == 0:
-            # RFC 2132 §3.1: PAD; kept as a run so that build() restores it.
-            j = end - len(data[i:end].lstrip(b"\x00"))
-            items.append((0, data[i:j]))
-            i = j
-        elif code == 255:
-            # RFC 2132 §3.2: END; what follows is padding, kept verbatim for build().
-            items.append((255, data[i + 1 : end]))
-            return
-        else:
-            if i + 1 >= end:
-                raise MessageError(f"option {code} at offset {i}: no length byte")
-            j = i + 2 + data[i + 1]
-            if j > end:
-                raise MessageError(f"option {code} at offset {i}: length overruns the area")
-            value = data[i + 2 : j]
-            items.append((code, value))
-            # RFC 3396 §7: repeated instances are concatenated in the order they appear.
-            if code in values:
-                values[code] += value
-            else:
-                values[code] = value
-            i = j
+    if area:
+        last = area[-1]
+        if last["code"] != 0 and last["code"] != 255 and len(last["value"]) != last["length"]:
+            raise MessageError(f"option {last['code']} in {name}: length overruns the area")
     # No END before the end of the area: accepted, as tshark, dpkt, scapy and servers do.
+    return area
 
 
-def _serialise(items: _Area) -> bytes:
-    parts: list[bytes] = []
-    append = parts.append
-    for code, value in items:
-        if code == 0:
-            append(value)
-        elif code == 255:
-            append(b"\xff")
-            append(value)
-        else:
-            append(bytes((code, len(value))))
-            append(value)
-    return b"".join(parts)
+def _parse_area(data: bytes, name: str) -> _Area:
+    try:
+        area: _Area = wire.compiled("options").parse(data)
+    except (struct.error, ConstructError) as error:
+        raise MessageError(f"{name}: truncated option ({error})") from error
+    return _checked(area, name)
 
 
-def _instances(code: int, value: bytes) -> list[bytes]:
+def _item(code: int, value: bytes) -> dict[str, Any]:
+    return {"code": code, "length": None if code == 255 else len(value), "value": value}
+
+
+def _instances(code: int, value: bytes) -> list[dict[str, Any]]:
     # RFC 3396 §5: a value longer than 255 bytes is split into consecutive instances.
     if len(value) <= 255:
-        return [bytes((code, len(value))) + value]
-    return [
-        bytes((code, len(value[i : i + 255]))) + value[i : i + 255]
-        for i in range(0, len(value), 255)
-    ]
+        return [_item(code, value)]
+    return [_item(code, value[i : i + 255]) for i in range(0, len(value), 255)]
 
 
-def _canonical(options: Options, overload: int) -> tuple[bytes, bytes | None, bytes | None]:
+def _size(area: _Area) -> int:
+    return sum(2 + len(item["value"]) for item in area)
+
+
+def _end(area: _Area, size: int) -> _Area:
+    """`area` closed by END, whose value pads it to `size` bytes."""
+    return [*area, _item(255, bytes(max(0, size - _size(area) - 1)))]
+
+
+def _canonical(options: Options, overload: int) -> tuple[_Area, _Area | None, _Area | None]:
     """Lay out options canonically: (options area, file area or None, sname area or None)."""
+    minimum = BOOTP_MINIMUM_SIZE - _HEADER_SIZE
     if not overload:
-        parts = [tlv for code, value in options.items() for tlv in _instances(code, value)]
-        parts.append(b"\xff")
-        return b"".join(parts), None, None
+        items = [item for code, value in options.items() for item in _instances(code, value)]
+        return _end(items, minimum), None, None
     # Option 52 must be in the options area (RFC 2131 §4.1), so it goes first. Each other
     # instance goes into the first area with room for it: the options area up to its
     # 576-byte-message size, then file, then sname, never into an area before the one that
     # holds the previous instance of its code, so that RFC 3396 concatenation in RFC 2131 §4.1's
     # reading order gives the value back.
     order = [52, *(code for code in options if code != 52)]
-    tlvs = [(code, tlv) for code in order for tlv in _instances(code, options[code])]
+    instances = [item for code in order for item in _instances(code, options[code])]
     sizes = {"options": _OPTIONS_CAPACITY + 1}
     if overload & _OVERLOAD_FILE:
         sizes["file"] = 128
     if overload & _OVERLOAD_SNAME:
         sizes["sname"] = 64
     names = list(sizes)
-    areas: dict[str, list[bytes]] = {name: [] for name in names}
+    areas: dict[str, _Area] = {name: [] for name in names}
     free = [sizes[name] - 1 for name in names]  # each area keeps a byte for its END
     earliest: dict[int, int] = {}
-    for code, tlv in tlvs:
+    for item in instances:
+        code, size = item["code"], 2 + len(item["value"])
         index = earliest.get(code, 0)
-        while index < len(names) and len(tlv) > free[index]:
+        while index < len(names) and size > free[index]:
             index += 1
         if index == len(names):
             # More than a 576-byte message holds: everything stays in the options area.
             areas = {name: [] for name in names}
-            areas["options"] = [tlv for _, tlv in tlvs]
+            areas["options"] = instances
             break
-        areas[names[index]].append(tlv)
-        free[index] -= len(tlv)
+        areas[names[index]].append(item)
+        free[index] -= size
         earliest[code] = index
 
-    def area(name: str) -> bytes | None:
-        if name not in areas:
-            return None
-        return (b"".join(areas[name]) + b"\xff").ljust(sizes[name], b"\x00")
+    def area(name: str) -> _Area | None:
+        return _end(areas[name], sizes[name]) if name in areas else None
 
-    return b"".join(areas["options"]) + b"\xff", area("file"), area("sname")
+    return _end(areas["options"], minimum), area("file"), area("sname")
 
 
 def _address(name: str, value: IPv4Address | str | int) -> int:
@@ -437,15 +429,17 @@ class Message:
                 data = bytes(data)
             except TypeError as error:
                 raise MessageError(f"cannot parse {type(data).__name__}") from error
-        end = len(data)
-        if end < _HEADER_SIZE:
-            raise MessageError(f"{end} bytes is shorter than the 240-byte header and cookie")
-        header = _HEADER.unpack_from(data)
-        if header[14] != MAGIC_COOKIE:
-            raise MessageError(f"bad magic cookie {header[14].hex()}")
+        if len(data) < _HEADER_SIZE:
+            raise MessageError(f"{len(data)} bytes is shorter than the 240-byte header and cookie")
+        if data[_COOKIE] != wire.MAGIC_COOKIE:
+            raise MessageError(f"bad magic cookie {data[_COOKIE].hex()}")
+        try:
+            parsed = wire.compiled("message").parse(data)
+        except (struct.error, ConstructError) as error:
+            raise MessageError(f"options: truncated option ({error})") from error
+        items = _checked(parsed["options"], "options")
         values: dict[int, bytes] = {}
-        items: list[tuple[int, bytes]] = []
-        _walk(data, _HEADER_SIZE, end, items, values)
+        _values(items, values)
         file_items: _Area | None = None
         sname_items: _Area | None = None
         overload = values.get(52)
@@ -453,20 +447,18 @@ class Message:
             check_value(52, overload)
             # RFC 2131 §4.1: the options field first, then file, then sname.
             if overload[0] & _OVERLOAD_FILE:
-                walked: list[tuple[int, bytes]] = []
-                _walk(data, _FILE.start, _FILE.stop, walked, values)
-                file_items = tuple(walked)
+                file_items = _parse_area(parsed["file"], "file")
+                _values(file_items, values)
             if overload[0] & _OVERLOAD_SNAME:
-                walked = []
-                _walk(data, _SNAME.start, _SNAME.stop, walked, values)
-                sname_items = tuple(walked)
+                sname_items = _parse_area(parsed["sname"], "sname")
+                _values(sname_items, values)
         for code in values.keys() & CHECKED_CODES:
             check_value(code, values[code])
         message = object.__new__(cls)
         setter = object.__setattr__
-        setter(message, "_header", header[:14])
+        setter(message, "_header", _header_of(parsed))
         setter(message, "_options", Options._trusted(values))
-        setter(message, "_layout", (tuple(items), file_items, sname_items))
+        setter(message, "_layout", (items, file_items, sname_items))
         return message
 
     def build(self) -> bytes:
@@ -476,23 +468,17 @@ class Message:
             The bytes: a parsed, unchanged message exactly as it was received; otherwise the
             canonical layout (END written, long values split per RFC 3396, at least 300 bytes).
         """
-        header = self._header
         layout = self._layout
-        if layout is not None:
-            option_area = _serialise(layout[0])
-            file_area = None if layout[1] is None else _serialise(layout[1])
-            sname_area = None if layout[2] is None else _serialise(layout[2])
-        else:
-            option_area, file_area, sname_area = _canonical(self._options, self.overload)
-        if file_area is not None or sname_area is not None:
-            header = (
-                *header[:12],
-                header[12] if sname_area is None else sname_area,
-                header[13] if file_area is None else file_area,
-            )
-        data = _HEADER.pack(*header, MAGIC_COOKIE) + option_area
-        if layout is None and len(data) < BOOTP_MINIMUM_SIZE:
-            data += bytes(BOOTP_MINIMUM_SIZE - len(data))
+        if layout is None:
+            layout = _canonical(self._options, self.overload)
+        fields = dict(zip(_HEADER_FIELDS, self._header, strict=True))
+        area = wire.compiled("options")
+        if layout[1] is not None:
+            fields["file"] = area.build(layout[1])
+        if layout[2] is not None:
+            fields["sname"] = area.build(layout[2])
+        fields["options"] = layout[0]
+        data: bytes = wire.compiled("message").build(fields)
         return data
 
     def replace(self, **changes: Any) -> Message:

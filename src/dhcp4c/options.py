@@ -1,29 +1,66 @@
-"""DHCP option codes and the immutable option mapping with typed accessors.
+"""DHCP option codes, the option value declarations (a registry) and the option mapping.
 
-This module owns:
+This module owns `OptionCode` (RFC 2132's names), `Options` (per code, the value bytes after
+RFC 3396 concatenation, in first-appearance order; immutable, hashable) and the registry: one
+construct declaration per option code (`declaration(code)`), with a conversion to the typed
+value. `Options.decoded(code)` and the typed accessors read a value through it on access only,
+raising `MessageError` for a malformed value, so a bad value nobody reads never costs the message.
+The framing checks every message must pass (`check_value`: fixed sizes, option 52, the
+sub-option framing of 82/124/125) are derived from the same declarations and run on parse and
+on construction. Other codes can be declared with `register`::
 
-* `OptionCode`: the option codes the project names, with RFC 2132's names.
-* `Options`: per code, the option's value bytes after RFC 3396 concatenation of repeated
-  instances, in first-appearance order. It is immutable and hashable.
-* The framing checks every message must pass (`check_value`): the options with a fixed size
-  (RFC 2132 and later RFCs, see `_FIXED_LENGTH`), option 52's value (RFC 2131 §4.1), and the
-  sub-option framing of the relay agent information (82, RFC 3046 §2.0) and the vendor-identifying
-  options (124/125, RFC 3925 §3/§4). `dhcp4c.message` runs them on every parse, and `Options`
-  runs them on construction, so a value that `parse` would reject can never be built.
-* Typed accessors that decode a value on access only (RFC 2132, RFC 3442, RFC 3397, RFC 4039,
-  RFC 8925, RFC 8910), each raising `MessageError` on a malformed value. Decoding lazily keeps
-  `Message.parse` within reach of dpkt's speed; codes without an accessor stay bytes.
+    register(224, Struct("site" / Int16ub, "rack" / Int8ub), name="SITE_LOCATION")
+    options.decoded(224)  # Container(site=..., rack=...)
 
 Invariants: keys are 1..254 (PAD and END are framing, not options); values are `bytes`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import struct
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import IntEnum
+from io import BytesIO
 from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-__all__ = ["CHECKED_CODES", "MessageError", "OptionCode", "Options", "check_value"]
+from construct import (
+    Adapter,
+    Bytes,
+    Check,
+    Construct,
+    ConstructError,
+    GreedyBytes,
+    Int8ub,
+    Int16ub,
+    Int32sb,
+    Int32ub,
+    Pass,
+    Rebuild,
+    Struct,
+    len_,
+    this,
+)
+
+from dhcp4c.wire import Record, ToEnd
+
+__all__ = [
+    "CHECKED_CODES",
+    "Address",
+    "AddressList",
+    "IPv4AddressAdapter",
+    "MessageError",
+    "OptionCode",
+    "OptionDeclaration",
+    "Options",
+    "SubOption",
+    "Text",
+    "ToEnd",
+    "check_value",
+    "declaration",
+    "register",
+    "unregister",
+]
 
 
 class MessageError(ValueError):
@@ -106,145 +143,6 @@ class OptionCode(IntEnum):
     END = 255
 
 
-# Options whose value has exactly one legal length. A wrong length is a framing error: the
-# whole message is rejected, as RFC 2131 §4.1 lets a receiver do with a malformed message and
-# as systemd-networkd and FreeRADIUS do (the corpus' malformed/ set holds 53 with length 0 and
-# 47, and 118 with length 9).
-_FIXED_LENGTH: dict[int, int] = {
-    1: 4,  # RFC 2132 §3.3 subnet mask
-    2: 4,  # RFC 2132 §3.4 time offset
-    13: 2,  # RFC 2132 §3.9 boot file size
-    16: 4,  # RFC 2132 §3.12 swap server
-    19: 1,  # RFC 2132 §4.1 IP forwarding
-    20: 1,  # RFC 2132 §4.2 non-local source routing
-    22: 2,  # RFC 2132 §4.4 maximum datagram reassembly size
-    23: 1,  # RFC 2132 §4.5 default IP TTL
-    24: 4,  # RFC 2132 §4.6 path MTU aging timeout
-    26: 2,  # RFC 2132 §5.1 interface MTU
-    27: 1,  # RFC 2132 §5.2 all subnets are local
-    28: 4,  # RFC 2132 §5.3 broadcast address
-    29: 1,  # RFC 2132 §5.4 perform mask discovery
-    30: 1,  # RFC 2132 §5.5 mask supplier
-    31: 1,  # RFC 2132 §5.6 perform router discovery
-    32: 4,  # RFC 2132 §5.7 router solicitation address
-    34: 1,  # RFC 2132 §6.1 trailer encapsulation
-    35: 4,  # RFC 2132 §6.2 ARP cache timeout
-    36: 1,  # RFC 2132 §6.3 ethernet encapsulation
-    37: 1,  # RFC 2132 §7.1 TCP default TTL
-    38: 4,  # RFC 2132 §7.2 TCP keepalive interval
-    39: 1,  # RFC 2132 §7.3 TCP keepalive garbage
-    46: 1,  # RFC 2132 §8.7 NetBIOS node type
-    50: 4,  # RFC 2132 §9.1 requested IP address
-    51: 4,  # RFC 2132 §9.2 IP address lease time
-    52: 1,  # RFC 2132 §9.3 option overload
-    53: 1,  # RFC 2132 §9.6 DHCP message type
-    54: 4,  # RFC 2132 §9.7 server identifier
-    57: 2,  # RFC 2132 §9.10 maximum DHCP message size
-    58: 4,  # RFC 2132 §9.11 renewal (T1) time value
-    59: 4,  # RFC 2132 §9.12 rebinding (T2) time value
-    80: 0,  # RFC 4039 §4 rapid commit
-    91: 4,  # RFC 4388 §6.1 client last transaction time
-    108: 4,  # RFC 8925 §3.4 IPv6-only preferred
-    116: 1,  # RFC 2563 §2 auto-configure
-    118: 4,  # RFC 3011 §3 subnet selection
-}
-
-
-def _check_suboptions(code: int, value: bytes) -> None:
-    # RFC 3046 §2.0: the relay agent information option is a sequence of sub-option TLVs that
-    # must fill the value exactly (Kea's "bad RAI" vector overruns it).
-    i, end = 0, len(value)
-    while i < end:
-        if i + 2 > end or i + 2 + value[i + 1] > end:
-            raise MessageError(f"option {code}: sub-option at offset {i} overruns the value")
-        i += 2 + value[i + 1]
-
-
-def _check_vendor_identifying(code: int, value: bytes) -> None:
-    # RFC 3925 §3 (124) and §4 (125): enterprise-number (4), data-len (1), data, repeated; the
-    # records must fill the value exactly (Kea's "truncated VIVSO" has a 1-byte option 125).
-    i, end = 0, len(value)
-    if end == 0:
-        raise MessageError(f"option {code}: empty")
-    while i < end:
-        if i + 5 > end or i + 5 + value[i + 4] > end:
-            raise MessageError(f"option {code}: vendor record at offset {i} is truncated")
-        i += 5 + value[i + 4]
-
-
-def check_value(code: int, value: bytes) -> None:
-    """Check one (concatenated) option value against the framing rules every message must pass.
-
-    Args:
-        code: the option code.
-        value: the value after RFC 3396 concatenation.
-    Raises:
-        MessageError: if the value has the wrong fixed size, option 52 has a value other than
-            1, 2 or 3, or the sub-option framing of option 82, 124 or 125 is broken.
-    """
-    size = _FIXED_LENGTH.get(code)
-    if size is not None and len(value) != size:
-        raise MessageError(f"option {code} has length {len(value)}, must be {size}")
-    if code == 52 and value[0] not in (1, 2, 3):
-        # RFC 2132 §9.3: 1 = file, 2 = sname, 3 = both; anything else points at garbage.
-        raise MessageError(f"option 52 (overload) has value {value[0]}, must be 1, 2 or 3")
-    if code == 82:
-        _check_suboptions(code, value)
-    elif code in (124, 125):
-        _check_vendor_identifying(code, value)
-
-
-#: The codes `check_value` has a rule for; the parser intersects the found codes with it.
-CHECKED_CODES = frozenset(_FIXED_LENGTH) | {82, 124, 125}
-
-
-def _u32(value: bytes) -> int:
-    return int.from_bytes(value, "big")
-
-
-def _addresses(code: int, value: bytes) -> tuple[IPv4Address, ...]:
-    # RFC 2132: address lists have a minimum length of 4 and a multiple of 4.
-    if not value or len(value) % 4:
-        raise MessageError(f"option {code}: length {len(value)} is not a positive multiple of 4")
-    return tuple(IPv4Address(value[i : i + 4]) for i in range(0, len(value), 4))
-
-
-def _text(code: int, value: bytes) -> str:
-    # RFC 2132 §3.14/§3.17: NVT ASCII, "should not" be NUL-terminated. Servers that do it
-    # anyway are common, so trailing NULs are dropped (systemd-networkd does the same); an
-    # embedded NUL or non-ASCII byte is malformed.
-    text = value.rstrip(b"\x00")
-    if not text or b"\x00" in text:
-        raise MessageError(f"option {code}: empty or contains NUL")
-    try:
-        return text.decode("ascii")
-    except UnicodeDecodeError as error:
-        raise MessageError(f"option {code}: not ASCII") from error
-
-
-def _prefix_routes(value: bytes) -> tuple[tuple[IPv4Network, IPv4Address], ...]:
-    # RFC 3442 §3: each route is a width byte (0..32), the ceil(width/8) significant octets of
-    # the destination, then the router.
-    routes: list[tuple[IPv4Network, IPv4Address]] = []
-    i, end = 0, len(value)
-    if end == 0:
-        raise MessageError("option 121: empty (minimum length is 5)")
-    while i < end:
-        width = value[i]
-        if width > 32:
-            raise MessageError(f"option 121: prefix width {width} > 32")
-        significant = (width + 7) // 8
-        if i + 1 + significant + 4 > end:
-            raise MessageError(f"option 121: route at offset {i} is truncated")
-        octets = value[i + 1 : i + 1 + significant] + bytes(4 - significant)
-        # Bits past the width are ignored, as RFC 3442 §3's encoding leaves them undefined.
-        destination = IPv4Network((_u32(octets), width), strict=False)
-        router = IPv4Address(value[i + 1 + significant : i + 5 + significant])
-        routes.append((destination, router))
-        i += 5 + significant
-    return tuple(routes)
-
-
 # RFC 1035 §4.1.4 / RFC 3397 §2: domain names with compression pointers relative to the
 # start of the option's (concatenated) value.
 _MAX_NAME = 255
@@ -303,13 +201,426 @@ def _domain_names(value: bytes) -> tuple[str, ...]:
     return tuple(names)
 
 
+# -- value declarations ----------------------------------------------------------------------------
+
+
+# construct's classes are generic only in construct-typing's stubs.
+if TYPE_CHECKING:
+    _AddressBase = Adapter[int, int, IPv4Address, IPv4Address | str | int]
+else:
+    _AddressBase = Adapter
+
+
+class IPv4AddressAdapter(_AddressBase):
+    """A network-order 32-bit integer as an `ipaddress.IPv4Address`; compiles."""
+
+    def _decode(self, obj: int, context: Any, path: Any) -> IPv4Address:
+        return IPv4Address(obj)
+
+    def _encode(self, obj: IPv4Address | str | int, context: Any, path: Any) -> int:
+        return int(IPv4Address(obj))
+
+    def _emitparse(self, code: Any) -> str:
+        code.append("from ipaddress import IPv4Address")
+        return f"IPv4Address({self.subcon._compileparse(code)})"  # type: ignore[attr-defined]
+
+    def _emitbuild(self, code: Any) -> str:
+        code.append("from ipaddress import IPv4Address")
+        build = self.subcon._compilebuild(code)  # type: ignore[attr-defined]
+        return f"reuse(int(IPv4Address(obj)), lambda obj: {build})"
+
+
+#: RFC 2132 §2: an IPv4 address, four octets in network order.
+Address = IPv4AddressAdapter(Int32ub)
+#: RFC 2132: a list of addresses (minimum length 4, a multiple of 4: `convert` checks the first).
+AddressList = ToEnd(Address)
+#: RFC 2132 §3.14 and others: NVT ASCII text (`_text` decodes it: construct's string classes
+#: do not compile).
+Text = GreedyBytes
+#: RFC 2132 §5.8: destination, router pairs.
+StaticRoute = Record("destination" / Address, "router" / Address)
+#: RFC 3442 §3: a prefix width, the significant octets of the destination, the router.
+ClasslessRoute = Record(
+    "width" / Int8ub,
+    Check(this.width <= 32),
+    "destination" / Bytes((this.width + 7) // 8),
+    "router" / Address,
+)
+#: RFC 3046 §2.0 (82) and RFC 2132 §8.4 (43, by convention): code, length, value sub-options.
+SubOption = Record(
+    "code" / Int8ub,
+    "length" / Rebuild(Int8ub, len_(this.value)),
+    "value" / Bytes(this.length),
+    Check(len_(this.value) == this.length),  # compiled Bytes returns a short value silently
+)
+#: RFC 3925 §3 (124) and §4 (125): an enterprise number and its data.
+VendorRecord = Record(
+    "enterprise" / Int32ub,
+    "length" / Rebuild(Int8ub, len_(this.data)),
+    "data" / Bytes(this.length),
+    Check(len_(this.data) == this.length),  # compiled Bytes returns a short value silently
+)
+#: RFC 4702 §2: flags, two deprecated RCODE bytes, the domain name.
+ClientFqdn = Struct("flags" / Int8ub, "rcode1" / Int8ub, "rcode2" / Int8ub, "name" / GreedyBytes)
+
+
+T = TypeVar("T")
+
+
+class _ShortRead(ConstructError):
+    pass
+
+
+class _ExactStream(BytesIO):
+    # Compiled `Bytes(n)` returns fewer than n bytes at the end of the stream: reading through
+    # this stream makes that an error, as the interpreted declaration would.
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        if size is not None and size >= 0 and len(data) != size:
+            raise _ShortRead(f"{size} bytes wanted, {len(data)} left")
+        return data
+
+
+# Compiled forms by declaration: codes that share a declaration (`Address`, `Int32ub`, ...)
+# share its compiled code, compiled when the first of them is read.
+_compiled: dict[int, tuple[Construct[Any, Any], Construct[Any, Any]]] = {}
+
+
+def _compile(construct: Construct[Any, Any]) -> Construct[Any, Any]:
+    known = _compiled.get(id(construct))
+    if known is not None and known[0] is construct:
+        return known[1]
+    try:
+        compiled = construct.compile()
+    except Exception:  # construct raises anything on what it cannot compile
+        compiled = construct  # runs interpreted, with the same result
+    _compiled[id(construct)] = (construct, compiled)
+    return compiled
+
+
+class OptionDeclaration(Generic[T]):
+    """How one option code's value is read: a construct declaration and a conversion.
+
+    Attributes:
+        code: the option code, 1..254.
+        name: the option's name (RFC 2132's, for the project's codes).
+        construct: the declaration of the value (after RFC 3396 concatenation).
+        convert: turns what `construct` parsed into the typed value, raising ValueError for a
+            value that is well-formed but not legal; None keeps what `construct` parsed.
+        size: the value's one legal length, when `construct` has a fixed size.
+    """
+
+    __slots__ = ("_compiled", "_stream", "code", "construct", "convert", "name", "size")
+
+    code: int
+    name: str
+    construct: Construct[Any, Any]
+    convert: Callable[[Any], T] | None
+    size: int | None
+
+    def __init__(
+        self,
+        code: int,
+        name: str,
+        construct: Construct[Any, Any],
+        convert: Callable[[Any], T] | None = None,
+        *,
+        checks_lengths: bool = False,
+    ) -> None:
+        self.code = code
+        self.name = name
+        self.construct = construct
+        self.convert = convert
+        try:
+            self.size = construct.sizeof()
+        except ConstructError:
+            self.size = None
+        self._compiled: Construct[Any, Any] | None = None
+        # A declaration that checks its own lengths (the project's: every variable `Bytes` is
+        # followed by a `Check` or a fixed-size field, which fail on a short read) is read
+        # from a plain stream, which costs a third of `_ExactStream` for long lists.
+        self._stream: type[BytesIO] = BytesIO if checks_lengths else _ExactStream
+
+    def __repr__(self) -> str:
+        return f"OptionDeclaration({self.code}, {self.name!r}, {self.construct!r})"
+
+    def parse(self, value: bytes) -> Any:
+        """Parse `value` with the declaration (compiled on first use), without `convert`.
+
+        Raises:
+            MessageError: for a wrong fixed size, a value the declaration does not read or
+                one it does not read to the end.
+        """
+        if self.size is not None and len(value) != self.size:
+            raise MessageError(f"option {self.code} has length {len(value)}, must be {self.size}")
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = _compile(self.construct)
+        stream = self._stream(value)
+        try:
+            parsed = compiled.parse_stream(stream)
+        except (struct.error, ConstructError, ValueError) as error:
+            raise MessageError(
+                f"option {self.code} ({self.name}): {error or type(error).__name__}"
+            ) from error
+        if stream.tell() != len(value):
+            raise MessageError(
+                f"option {self.code} ({self.name}): {len(value) - stream.tell()} bytes left over"
+            )
+        return parsed
+
+    def decode(self, value: bytes) -> T:
+        """Parse and convert `value`: the option's typed value.
+
+        Raises:
+            MessageError: for any malformed value.
+        """
+        parsed = self.parse(value)
+        if self.convert is None:
+            return parsed  # type: ignore[no-any-return]
+        try:
+            return self.convert(parsed)
+        except ValueError as error:
+            raise MessageError(f"option {self.code} ({self.name}): {error}") from error
+
+
+def _nonempty(items: Sequence[Any]) -> tuple[Any, ...]:
+    if not items:
+        raise ValueError("empty")
+    return tuple(items)
+
+
+def _contiguous(mask: IPv4Address) -> IPv4Address:
+    inverted = ~int(mask) & 0xFFFFFFFF
+    if inverted & (inverted + 1):
+        raise ValueError(f"{mask} is not a contiguous netmask")
+    return mask
+
+
+def _at_least(minimum: int) -> Callable[[int], int]:
+    def check(number: int) -> int:
+        if number < minimum:
+            raise ValueError(f"{number} < {minimum}")
+        return number
+
+    return check
+
+
+def _text(value: bytes) -> str:
+    # RFC 2132 §3.14/§3.17: NVT ASCII, "should not" be NUL-terminated. Servers that do it
+    # anyway are common, so trailing NULs are dropped (systemd-networkd does the same); an
+    # embedded NUL or non-ASCII byte is malformed.
+    text = value.rstrip(b"\x00")
+    if not text or b"\x00" in text:
+        raise ValueError("empty or contains NUL")
+    try:
+        return text.decode("ascii")
+    except UnicodeDecodeError as error:
+        raise ValueError("not ASCII") from error
+
+
+def _overload(value: int) -> int:
+    # RFC 2132 §9.3: 1 = file, 2 = sname, 3 = both; anything else points at garbage.
+    if value not in (1, 2, 3):
+        raise ValueError(f"overload value {value}, must be 1, 2 or 3")
+    return value
+
+
+def _client_identifier(value: bytes) -> bytes:
+    if len(value) < 2:
+        raise ValueError(f"length {len(value)} < 2")
+    return value
+
+
+def _rapid_commit(_parsed: None) -> bool:
+    return True
+
+
+def _static_routes(routes: Sequence[Any]) -> tuple[tuple[IPv4Address, IPv4Address], ...]:
+    return tuple((route["destination"], route["router"]) for route in _nonempty(routes))
+
+
+def _classless_routes(routes: Sequence[Any]) -> tuple[tuple[IPv4Network, IPv4Address], ...]:
+    # Bits past the width are ignored, as RFC 3442 §3's encoding leaves them undefined.
+    return tuple(
+        (
+            IPv4Network(
+                (int.from_bytes(route["destination"].ljust(4, b"\0"), "big"), route["width"]),
+                strict=False,
+            ),
+            route["router"],
+        )
+        for route in _nonempty(routes)
+    )
+
+
+def _vendor_records(records: Sequence[Any]) -> tuple[tuple[int, bytes], ...]:
+    return tuple((record["enterprise"], record["data"]) for record in _nonempty(records))
+
+
+_registry: dict[int, OptionDeclaration[Any]] = {}
+_names: dict[str, int] = {}
+
+
+def _declare(
+    code: OptionCode, construct: Construct[Any, Any], convert: Callable[[Any], Any] | None = None
+) -> None:
+    _registry[code] = OptionDeclaration(code, code.name, construct, convert, checks_lengths=True)
+    _names[code.name] = code
+
+
+_ADDRESS_LISTS = (3, 4, 5, 6, 7, 41, 42, 44)
+_TEXTS = (12, 15, 17, 40, 47, 56, 66, 67, 114)
+_UINT16 = (13, 22, 26, 57)
+_UINT8 = (19, 20, 23, 27, 29, 30, 31, 34, 36, 37, 39, 46, 53, 116)
+_UINT32 = (24, 35, 38, 51, 58, 59, 91, 108)
+_ADDRESSES = (16, 28, 32, 50, 54, 118)
+
+for _code in _ADDRESS_LISTS:
+    _declare(OptionCode(_code), AddressList, _nonempty)
+for _code in _TEXTS:
+    _declare(OptionCode(_code), Text, _text)
+for _code in _UINT8:
+    _declare(OptionCode(_code), Int8ub)
+for _code in _UINT16:
+    _declare(OptionCode(_code), Int16ub)
+for _code in _UINT32:
+    _declare(OptionCode(_code), Int32ub)
+for _code in _ADDRESSES:
+    _declare(OptionCode(_code), Address)
+_declare(OptionCode.SUBNET_MASK, Address, _contiguous)  # RFC 2132 §3.3
+_declare(OptionCode.TIME_OFFSET, Int32sb)  # RFC 2132 §3.4: signed seconds from UTC
+_declare(OptionCode.INTERFACE_MTU, Int16ub, _at_least(68))  # RFC 2132 §5.1
+_declare(OptionCode.STATIC_ROUTE, ToEnd(StaticRoute), _static_routes)  # RFC 2132 §5.8
+_declare(OptionCode.OPTION_OVERLOAD, Int8ub, _overload)  # RFC 2132 §9.3
+_declare(OptionCode.PARAMETER_REQUEST_LIST, ToEnd(Int8ub), tuple)  # RFC 2132 §9.8
+_declare(OptionCode.MAXIMUM_DHCP_MESSAGE_SIZE, Int16ub, _at_least(576))  # RFC 2132 §9.10
+_declare(OptionCode.CLIENT_IDENTIFIER, GreedyBytes, _client_identifier)  # RFC 2132 §9.14
+_declare(OptionCode.RAPID_COMMIT, Pass, _rapid_commit)  # RFC 4039 §4: length 0
+_declare(OptionCode.CLIENT_FQDN, ClientFqdn)  # RFC 4702 §2
+_declare(OptionCode.RELAY_AGENT_INFORMATION, ToEnd(SubOption), tuple)  # RFC 3046 §2.0
+# RFC 3397 §2: RFC 1035 names with compression pointers into the whole value. The pointers are
+# offsets into bytes already read, which a declaration does not follow without loops: the names
+# are decoded from the bytes by `_domain_names`.
+_declare(OptionCode.DOMAIN_SEARCH, GreedyBytes, _domain_names)
+_declare(OptionCode.CLASSLESS_STATIC_ROUTE, ToEnd(ClasslessRoute), _classless_routes)  # RFC 3442
+_declare(OptionCode.VENDOR_IDENTIFYING_VENDOR_CLASS, ToEnd(VendorRecord), _vendor_records)
+_declare(OptionCode.VENDOR_IDENTIFYING_VENDOR_SPECIFIC, ToEnd(VendorRecord), _vendor_records)
+
+#: The project's own declarations; `register` adds to the registry, never over these.
+_BUILTIN = frozenset(_registry)
+
+# Parse-time framing (RFC 2131 §4.1 lets a receiver drop a malformed message; systemd-networkd
+# and FreeRADIUS do): every option whose declaration has one fixed size must have that size (the
+# corpus' malformed/ set holds 53 with length 0 and 47, 118 with length 9), and these decode in
+# full: option 52 (an overload value that points at garbage) and the sub-option framing of 82
+# (Kea's "bad RAI" vector overruns it), 124 and 125 (Kea's "truncated VIVSO").
+_DECODED_ON_PARSE = frozenset({52, 82, 124, 125})
+_FIXED_SIZE = {code: entry.size for code, entry in _registry.items() if entry.size is not None}
+
+#: The codes `check_value` has a rule for; the parser intersects the found codes with it.
+CHECKED_CODES = frozenset(_FIXED_SIZE) | _DECODED_ON_PARSE
+
+
+def check_value(code: int, value: bytes) -> None:
+    """Check one (concatenated) option value against the framing rules every message must pass.
+
+    Args:
+        code: the option code.
+        value: the value after RFC 3396 concatenation.
+    Raises:
+        MessageError: if the value has the wrong fixed size, option 52 has a value other than
+            1, 2 or 3, or the sub-option framing of option 82, 124 or 125 is broken.
+    """
+    if code in _DECODED_ON_PARSE:
+        _registry[code].decode(value)
+        return
+    size = _FIXED_SIZE.get(code)
+    if size is not None and len(value) != size:
+        raise MessageError(f"option {code} has length {len(value)}, must be {size}")
+
+
+def register(
+    code: int,
+    construct: Construct[Any, Any],
+    *,
+    name: str | None = None,
+    convert: Callable[[Any], Any] | None = None,
+    replace: bool = False,
+) -> OptionDeclaration[Any]:
+    """Declare how the value of an option the project does not declare is read.
+
+    `Options.decoded(code)` then parses the value with `construct` (compiled on first use) and
+    passes the result through `convert`. A declared value is only read when asked for, so a
+    malformed one never makes `Message.parse` fail.
+
+    Args:
+        code: 1..254, not one the project declares (vendor 43, site options 224-254, ...).
+        construct: the declaration of the whole value (after RFC 3396 concatenation).
+        name: the option's name (in `repr`); default its `OptionCode` name, or ``OPTION_<code>``.
+        convert: turns the parsed value into the typed one; a ValueError it raises becomes
+            `MessageError`.
+        replace: allow replacing an earlier `register` of the same code.
+    Returns:
+        The declaration now in force.
+    Raises:
+        TypeError: if `construct` is not a construct declaration or `convert` not callable.
+        ValueError: for a code outside 1..254, one the project declares, one already
+            registered (without `replace`), or a name another code has.
+
+    Trade-off: the registry is process-wide, like construct's own declarations: register at
+    import time of the module that reads the option, not per message.
+    """
+    if not isinstance(code, int) or not 1 <= code <= 254:
+        raise ValueError(f"option code {code!r} is not in 1..254")
+    if not isinstance(construct, Construct):
+        raise TypeError(f"option {code}: {construct!r} is not a construct declaration")
+    if convert is not None and not callable(convert):
+        raise TypeError(f"option {code}: convert {convert!r} is not callable")
+    code = int(code)
+    if code in _BUILTIN:
+        raise ValueError(f"option {code} ({_registry[code].name}) is declared by dhcp4c")
+    if code in _registry and not replace:
+        raise ValueError(f"option {code} is already registered as {_registry[code].name}")
+    if name is None:
+        name = _name(code) if code in OptionCode.__members__.values() else f"OPTION_{code}"
+    if _names.get(name, code) != code:
+        raise ValueError(f"option name {name!r} is already option {_names[name]}")
+    previous = _registry.get(code)
+    if previous is not None:
+        del _names[previous.name]
+    entry: OptionDeclaration[Any] = OptionDeclaration(code, name, construct, convert)
+    _registry[code] = entry
+    _names[name] = code
+    return entry
+
+
+def unregister(code: int) -> None:
+    """Remove a declaration `register` added (for tests and plugins that unload).
+
+    Raises:
+        ValueError: for a code the project declares.
+        KeyError: for a code nobody registered.
+    """
+    if code in _BUILTIN:
+        raise ValueError(f"option {code} ({_registry[code].name}) is declared by dhcp4c")
+    entry = _registry.pop(code)
+    del _names[entry.name]
+
+
+def declaration(code: int) -> OptionDeclaration[Any] | None:
+    """The declaration of an option code (the project's or a registered one), or None."""
+    return _registry.get(code)
+
+
 class Options(Mapping[int, bytes]):
     """Immutable mapping of option code to value bytes, with typed accessors.
 
     Values are after RFC 3396 concatenation: an iterable with a repeated code concatenates its
-    values, as the wire does. Iteration follows first appearance. Accessors decode on access
-    and raise `MessageError` on a malformed value; scalar accessors return None and list
-    accessors an empty tuple when the option is absent.
+    values, as the wire does. Iteration follows first appearance. `decoded(code)` and the
+    accessors read a value through its declaration in the registry on access and raise
+    `MessageError` on a malformed value; scalar accessors return None and list accessors an
+    empty tuple when the option is absent.
 
     Args:
         items: a mapping, or (code, value) pairs, codes 1..254.
@@ -376,150 +687,147 @@ class Options(Mapping[int, bytes]):
         body = ", ".join(f"{_name(code)}: {value!r}" for code, value in self._values.items())
         return f"Options({{{body}}})"
 
-    # -- scalars -------------------------------------------------------------------------------
+    def decoded(self, code: int) -> Any:
+        """The typed value of an option, read through its declaration (see `register`).
 
-    def _fixed(self, code: int) -> bytes | None:
+        Args:
+            code: the option code.
+        Returns:
+            None when the option is absent; the value as its declaration reads it; the raw
+            bytes for a code nothing declares.
+        Raises:
+            MessageError: for a value its declaration does not read, or `convert` rejects.
+        """
         value = self._values.get(code)
-        if value is not None and len(value) != _FIXED_LENGTH[code]:
-            raise MessageError(f"option {code} has length {len(value)}")
-        return value
+        if value is None:
+            return None
+        entry = _registry.get(code)
+        return value if entry is None else entry.decode(value)
 
-    def _address(self, code: int) -> IPv4Address | None:
-        value = self._fixed(code)
-        return None if value is None else IPv4Address(value)
+    def _list(self, code: int) -> Any:
+        value = self._values.get(code)
+        return () if value is None else _registry[code].decode(value)
 
-    def _int(self, code: int) -> int | None:
-        value = self._fixed(code)
-        return None if value is None else int.from_bytes(value, "big")
+    # -- scalars -------------------------------------------------------------------------------
 
     @property
     def subnet_mask(self) -> IPv4Address | None:
         """Option 1 (RFC 2132 §3.3); a mask that is not contiguous ones is malformed."""
-        mask = self._address(1)
-        if mask is not None:
-            inverted = ~int(mask) & 0xFFFFFFFF
-            if inverted & (inverted + 1):
-                raise MessageError(f"option 1: {mask} is not a contiguous netmask")
+        mask: IPv4Address | None = self.decoded(1)
         return mask
 
     @property
     def routers(self) -> tuple[IPv4Address, ...]:
         """Option 3 (RFC 2132 §3.5), in the server's order of preference."""
-        value = self._values.get(3)
-        return () if value is None else _addresses(3, value)
+        routers: tuple[IPv4Address, ...] = self._list(3)
+        return routers
 
     @property
     def dns_servers(self) -> tuple[IPv4Address, ...]:
         """Option 6 (RFC 2132 §3.8), in the server's order of preference."""
-        value = self._values.get(6)
-        return () if value is None else _addresses(6, value)
+        servers: tuple[IPv4Address, ...] = self._list(6)
+        return servers
 
     @property
     def hostname(self) -> str | None:
         """Option 12 (RFC 2132 §3.14)."""
-        value = self._values.get(12)
-        return None if value is None else _text(12, value)
+        name: str | None = self.decoded(12)
+        return name
 
     @property
     def domain_name(self) -> str | None:
         """Option 15 (RFC 2132 §3.17)."""
-        value = self._values.get(15)
-        return None if value is None else _text(15, value)
+        name: str | None = self.decoded(15)
+        return name
 
     @property
     def mtu(self) -> int | None:
         """Option 26 (RFC 2132 §5.1); below the minimum of 68 is malformed."""
-        mtu = self._int(26)
-        if mtu is not None and mtu < 68:
-            raise MessageError(f"option 26: MTU {mtu} < 68")
+        mtu: int | None = self.decoded(26)
         return mtu
 
     @property
     def broadcast_address(self) -> IPv4Address | None:
         """Option 28 (RFC 2132 §5.3)."""
-        return self._address(28)
+        address: IPv4Address | None = self.decoded(28)
+        return address
 
     @property
     def static_routes(self) -> tuple[tuple[IPv4Address, IPv4Address], ...]:
         """Option 33 (RFC 2132 §5.8): (destination, router) pairs, classful destinations."""
-        value = self._values.get(33)
-        if value is None:
-            return ()
-        if not value or len(value) % 8:
-            raise MessageError(f"option 33: length {len(value)} is not a positive multiple of 8")
-        addresses = _addresses(33, value)
-        return tuple(zip(addresses[0::2], addresses[1::2], strict=True))
+        routes: tuple[tuple[IPv4Address, IPv4Address], ...] = self._list(33)
+        return routes
 
     @property
     def ntp_servers(self) -> tuple[IPv4Address, ...]:
         """Option 42 (RFC 2132 §8.3), in the server's order of preference."""
-        value = self._values.get(42)
-        return () if value is None else _addresses(42, value)
+        servers: tuple[IPv4Address, ...] = self._list(42)
+        return servers
 
     @property
     def requested_address(self) -> IPv4Address | None:
         """Option 50 (RFC 2132 §9.1)."""
-        return self._address(50)
+        address: IPv4Address | None = self.decoded(50)
+        return address
 
     @property
     def lease_time(self) -> int | None:
         """Option 51 (RFC 2132 §9.2), seconds; 0xffffffff means infinite (RFC 2131 §3.3)."""
-        return self._int(51)
+        seconds: int | None = self.decoded(51)
+        return seconds
 
     @property
     def server_identifier(self) -> IPv4Address | None:
         """Option 54 (RFC 2132 §9.7)."""
-        return self._address(54)
+        address: IPv4Address | None = self.decoded(54)
+        return address
 
     @property
     def parameter_request_list(self) -> tuple[int, ...]:
         """Option 55 (RFC 2132 §9.8): the requested codes, in the client's order."""
-        return tuple(self._values.get(55, b""))
+        codes: tuple[int, ...] = self._list(55)
+        return codes
 
     @property
     def max_message_size(self) -> int | None:
         """Option 57 (RFC 2132 §9.10); below the minimum of 576 is malformed."""
-        size = self._int(57)
-        if size is not None and size < 576:
-            raise MessageError(f"option 57: {size} < 576")
+        size: int | None = self.decoded(57)
         return size
 
     @property
     def renewal_time(self) -> int | None:
         """Option 58, T1 (RFC 2132 §9.11), seconds."""
-        return self._int(58)
+        seconds: int | None = self.decoded(58)
+        return seconds
 
     @property
     def rebinding_time(self) -> int | None:
         """Option 59, T2 (RFC 2132 §9.12), seconds."""
-        return self._int(59)
+        seconds: int | None = self.decoded(59)
+        return seconds
 
     @property
     def client_identifier(self) -> bytes | None:
         """Option 61 (RFC 2132 §9.14): type byte and identifier, raw (minimum length 2)."""
-        value = self._values.get(61)
-        if value is not None and len(value) < 2:
-            raise MessageError(f"option 61: length {len(value)} < 2")
-        return value
+        identifier: bytes | None = self.decoded(61)
+        return identifier
 
     @property
     def rapid_commit(self) -> bool:
         """Option 80 (RFC 4039 §4): present (with length 0) or not."""
-        value = self._values.get(80)
-        if value:
-            raise MessageError("option 80: length must be 0")
-        return value is not None
+        return self.decoded(80) is True
 
     @property
     def ipv6_only_preferred(self) -> int | None:
         """Option 108 (RFC 8925 §3.4): V6ONLY_WAIT in seconds."""
-        return self._int(108)
+        seconds: int | None = self.decoded(108)
+        return seconds
 
     @property
     def captive_portal(self) -> str | None:
         """Option 114 (RFC 8910 §2.1): the API URI."""
-        value = self._values.get(114)
-        return None if value is None else _text(114, value)
+        uri: str | None = self.decoded(114)
+        return uri
 
     @property
     def domain_search(self) -> tuple[str, ...]:
@@ -527,8 +835,8 @@ class Options(Mapping[int, bytes]):
 
         Compression pointers (RFC 1035 §4.1.4) are followed only backwards, which rules out loops.
         """
-        value = self._values.get(119)
-        return () if value is None else _domain_names(value)
+        names: tuple[str, ...] = self._list(119)
+        return names
 
     @property
     def classless_static_routes(self) -> tuple[tuple[IPv4Network, IPv4Address], ...] | None:
@@ -537,11 +845,14 @@ class Options(Mapping[int, bytes]):
         A router of 0.0.0.0 means the destination is on-link (RFC 3442 §3). Absent and empty
         differ: RFC 3442 §3 makes a client ignore option 3 only when 121 is present.
         """
-        value = self._values.get(121)
-        return None if value is None else _prefix_routes(value)
+        routes: tuple[tuple[IPv4Network, IPv4Address], ...] | None = self.decoded(121)
+        return routes
 
 
 def _name(code: int) -> str:
+    entry = _registry.get(code)
+    if entry is not None:
+        return entry.name
     try:
         return OptionCode(code).name
     except ValueError:

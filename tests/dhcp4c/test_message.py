@@ -13,7 +13,6 @@ from dhcp4c.message import (
     BOOTREPLY,
     BOOTREQUEST,
     FLAG_BROADCAST,
-    HEADER_FORMAT,
     Message,
     MessageError,
     MessageType,
@@ -43,10 +42,41 @@ def discover(**changes: object) -> Message:
     return Message(**fields)  # type: ignore[arg-type]
 
 
-def test_header_format_is_derived_from_the_construct_declaration() -> None:
-    assert wire.struct_format(wire.DhcpHeader) == HEADER_FORMAT
+def test_header_declaration_is_rfc_2131_figure_1() -> None:
+    names = [sub.name for sub in wire.BootpHeader.subcons]
+    assert names == [
+        "op", "htype", "hlen", "hops", "xid", "secs", "flags", "ciaddr", "yiaddr", "siaddr",
+        "giaddr", "chaddr", "sname", "file",
+    ]  # fmt: skip
+    assert [sub.sizeof() for sub in wire.BootpHeader.subcons] == [1] * 4 + [4, 2, 2] + [4] * 4 + [
+        16,
+        64,
+        128,
+    ]
     assert wire.DhcpHeader.sizeof() == 240
     assert wire.BootpHeader.sizeof() == 236  # RFC 2131 figure 1
+    assert [sub.name for sub in wire.DhcpMessage.subcons] == [*names, "cookie", "options"]
+
+
+def test_parse_and_build_run_the_compiled_declaration() -> None:
+    data = header() + b"\x00\x35\x01\x01\x0c\x02hi\xff" + b"tail"
+    parsed = wire.compiled("message").parse(data)
+    message = Message.parse(data)
+    assert [parsed[name] for name in ("op", "xid", "chaddr")] == [
+        message.op,
+        message.xid,
+        message.chaddr,
+    ]
+    assert [(item["code"], item["value"]) for item in parsed["options"]] == [
+        (0, None),
+        (53, b"\x01"),
+        (12, b"hi"),
+        (255, b"tail"),
+    ]
+    assert wire.compiled("message").build(parsed) == data == message.build()
+    # Compiled, not interpreted: nothing in the generated code falls back to the declaration.
+    for name in ("message", "header", "options"):
+        assert "linkedparsers[" not in wire.compiled(name).source.split("linkedbuilders = {}")[1]
 
 
 def test_constants() -> None:

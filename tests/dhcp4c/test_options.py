@@ -1,13 +1,39 @@
-"""Tests for dhcp4c.options: the Options mapping, the framing checks and every typed accessor."""
+"""Tests for dhcp4c.options: the Options mapping, the framing checks, every typed accessor and the
+registry of option declarations."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 import pytest
+from construct import (
+    Bytes,
+    FixedSized,
+    GreedyBytes,
+    GreedyRange,
+    Int8ub,
+    Int16ub,
+    Int32ub,
+    Struct,
+    Switch,
+    this,
+)
 
-from dhcp4c.message import MessageError
-from dhcp4c.options import OptionCode, Options, check_value
+from dhcp4c.message import Message, MessageError
+from dhcp4c.options import (
+    CHECKED_CODES,
+    OptionCode,
+    OptionDeclaration,
+    Options,
+    check_value,
+    declaration,
+    register,
+    unregister,
+)
+from dhcp4c.wire import ToEnd
 
 
 def a(text: str) -> IPv4Address:
@@ -301,3 +327,205 @@ def test_unknown_options_stay_bytes_and_repr_names_codes() -> None:
     options = Options({53: b"\x05", 250: b"\x00\x01"})
     assert options[250] == b"\x00\x01"
     assert repr(options) == "Options({DHCP_MESSAGE_TYPE: b'\\x05', 250: b'\\x00\\x01'})"
+
+
+# -- the registry of declarations ----------------------------------------------------------------
+
+# RFC 2132 and later RFCs: the options with one legal length, as the parse-time framing checks
+# must see them (derived from the declarations' sizes).
+FIXED_SIZES = {
+    1: 4, 2: 4, 13: 2, 16: 4, 19: 1, 20: 1, 22: 2, 23: 1, 24: 4, 26: 2, 27: 1, 28: 4, 29: 1,
+    30: 1, 31: 1, 32: 4, 34: 1, 35: 4, 36: 1, 37: 1, 38: 4, 39: 1, 46: 1, 50: 4, 51: 4, 52: 1,
+    53: 1, 54: 4, 57: 2, 58: 4, 59: 4, 80: 0, 91: 4, 108: 4, 116: 1, 118: 4,
+}  # fmt: skip
+
+
+@pytest.fixture
+def registry() -> Iterator[None]:
+    """Undo what a test registers: the registry is process-wide."""
+    before = {code for code in range(1, 255) if declaration(code) is not None}
+    yield
+    for code in range(1, 255):
+        if code not in before and declaration(code) is not None:
+            unregister(code)
+
+
+def site_message(options: dict[int, bytes]) -> Message:
+    return Message.parse(Message(op=2, xid=7, options={53: b"\x05", **options}).build())
+
+
+def test_framing_checks_come_from_the_declarations() -> None:
+    sizes = {
+        code: entry.size
+        for code in range(1, 255)
+        if (entry := declaration(code)) is not None and entry.size is not None
+    }
+    assert sizes == FIXED_SIZES
+    assert frozenset(FIXED_SIZES) | {52, 82, 124, 125} == CHECKED_CODES
+    for code, size in FIXED_SIZES.items():
+        check_value(code, bytes([1]) * size)
+        with pytest.raises(MessageError):
+            check_value(code, bytes(size + 1))
+
+
+def test_every_project_declaration_compiles_entirely() -> None:
+    # Compiled code that falls back to an interpreted construct calls `linkedparsers[...]`.
+    for code in range(1, 255):
+        entry = declaration(code)
+        if entry is None:
+            continue
+        compiled = entry.construct.compile()
+        assert "linkedparsers[" not in compiled.source.split("linkedbuilders = {}")[1], code
+
+
+@pytest.mark.parametrize(
+    ("code", "value", "expected"),
+    [
+        (2, b"\xff\xff\xf1\xf0", -3600),  # RFC 2132 §3.4: signed
+        (55, b"\x01\x03\x06", (1, 3, 6)),
+        (82, b"\x01\x03abc\x02\x00", ({"code": 1, "length": 3, "value": b"abc"},
+                                     {"code": 2, "length": 0, "value": b""})),
+        (125, b"\x00\x00\x0d\xe9\x03abc", ((3561, b"abc"),)),
+        (124, b"\x00\x00\x00\x01\x02ab\x00\x00\x00\x02\x00", ((1, b"ab"), (2, b""))),
+        (80, b"", True),
+        (43, b"\x01\x02", b"\x01\x02"),  # vendor-defined: bytes until someone registers 43
+        (224, b"site", b"site"),
+    ],
+)  # fmt: skip
+def test_decoded_reads_through_the_declaration(code: int, value: bytes, expected: object) -> None:
+    assert Options({code: value}).decoded(code) == expected
+    assert Options().decoded(code) is None
+
+
+def test_a_registered_vendor_option_is_what_typed_access_uses(registry: None) -> None:
+    # RFC 2132 §8.4: option 43 is vendor-defined, commonly sub-option TLVs; here a PXE-like
+    # layout (PXE_DISCOVERY_CONTROL = 6, a one-byte bitmap; boot menu prompt = 10).
+    menu_prompt = Struct("timeout" / Int8ub, "prompt" / GreedyBytes)
+    pxe = ToEnd(
+        Struct(
+            "code" / Int8ub,
+            "length" / Int8ub,
+            "value"
+            / FixedSized(
+                this.length,
+                Switch(this.code, {6: Int8ub, 10: menu_prompt}, GreedyBytes),
+            ),
+        )
+    )
+    entry = register(
+        43, pxe, name="PXE_VENDOR", convert=lambda subs: {s["code"]: s["value"] for s in subs}
+    )
+    assert declaration(43) is entry and entry.size is None
+    message = site_message({43: b"\x06\x01\x08\x0a\x06\x0aPress"})
+    decoded = message.options.decoded(43)
+    assert decoded[6] == 8
+    assert (decoded[10].timeout, decoded[10].prompt) == (10, b"Press")
+    assert "PXE_VENDOR" in repr(message.options)
+
+
+def test_a_registered_site_option_reads_typed(registry: None) -> None:
+    # RFC 2132 §2: 224-254 are site-specific.
+    location = Struct("site" / Int16ub, "rack" / Int8ub)
+    register(224, location, name="SITE_LOCATION", convert=lambda parsed: (parsed.site, parsed.rack))
+    assert declaration(224) is not None and declaration(224).size == 3  # type: ignore[union-attr]
+    assert site_message({224: b"\x01\x02\x07"}).options.decoded(224) == (258, 7)
+    with pytest.raises(MessageError):
+        Options({224: b"\x01\x02"}).decoded(224)  # the declaration's fixed size
+
+
+def test_a_malformed_value_nobody_reads_never_costs_the_message(registry: None) -> None:
+    register(225, Struct("count" / Int8ub, "names" / Bytes(this.count)))
+    register(226, Int8ub, convert=lambda n: n if n < 10 else int("not a number"))
+    message = site_message({225: b"\x09abc", 226: b"\x63"})  # both malformed; parse succeeds
+    assert message.options[225] == b"\x09abc"
+    with pytest.raises(MessageError, match="225"):
+        message.options.decoded(225)  # compiled Bytes(9) would return 3 bytes: an error here
+    with pytest.raises(MessageError, match="226"):
+        message.options.decoded(226)  # convert's ValueError becomes MessageError
+    with pytest.raises(MessageError, match="left over"):
+        Options({225: b"\x01ab"}).decoded(225)  # the declaration must read the whole value
+
+
+def test_a_declaration_that_does_not_compile_still_reads(registry: None) -> None:
+    register(227, GreedyRange(Int16ub))  # construct cannot compile GreedyRange: interpreted
+    assert Options({227: b"\x00\x01\x00\x02"}).decoded(227) == [1, 2]
+
+
+def test_registration_conflicts_and_bad_declarations_are_clear_errors(registry: None) -> None:
+    with pytest.raises(ValueError, match="declared by dhcp4c"):
+        register(1, Int32ub)  # the project's own: the accessors depend on it
+    with pytest.raises(ValueError, match="declared by dhcp4c"):
+        unregister(121)
+    for code in (0, 255, 300, -1):
+        with pytest.raises(ValueError, match=r"1\.\.254"):
+            register(code, Int8ub)
+    with pytest.raises(TypeError, match="not a construct declaration"):
+        register(228, b"\x00")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not callable"):
+        register(228, Int8ub, convert=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="already option 1"):
+        register(228, Int8ub, name="SUBNET_MASK")
+    register(228, Int8ub, name="SITE_A")
+    with pytest.raises(ValueError, match="already registered as SITE_A"):
+        register(228, Int16ub)
+    with pytest.raises(ValueError, match="already option 228"):
+        register(229, Int8ub, name="SITE_A")
+    register(228, Int16ub, name="SITE_B", replace=True)
+    assert Options({228: b"\x01\x00"}).decoded(228) == 256
+    register(229, Int8ub, name="SITE_A")  # the replaced name is free again
+    unregister(228)
+    assert declaration(228) is None
+    with pytest.raises(KeyError):
+        unregister(228)
+
+
+def test_the_documented_example_runs(registry: None, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "options.md").read_text()
+    example = re.findall(r"```python\n(.*?)```", text, re.DOTALL)[1]
+    exec(compile(example, "docs/options.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "SITE_LOCATION" in out and "must be 3" in out
+    assert declaration(224) is None and declaration(43) is None  # the example cleans up
+
+
+@pytest.mark.parametrize(
+    ("code", "value"),
+    [
+        (3, bytes(range(12))),
+        (33, bytes(range(16))),
+        (55, b"\x01\x03\x06"),
+        (82, b"\x01\x03abc\x02\x00\x09\x04wxyz"),
+        (121, b"\x18\x0a\x00\x00\xc0\x00\x02\x01\x00\xc0\x00\x02\x02"),
+        (124, b"\x00\x00\x00\x01\x02ab\x00\x00\x00\x02\x00"),
+        (125, b"\x00\x00\x0d\xe9\x03abc\x00\x00\x00\x01\x01z"),
+        (81, b"\x01\x00\x00host"),
+        (12, b"host"),
+        (2, b"\x00\x00\x0e\x10"),
+    ],
+)
+def test_project_declarations_reject_every_short_read_themselves(code: int, value: bytes) -> None:
+    # The project's declarations are read from a plain stream, where compiled `Bytes` returns a
+    # short value silently: on every prefix of a value they must decide exactly as the strict
+    # stream used for users' declarations does.
+    entry = declaration(code)
+    assert entry is not None
+    strict = OptionDeclaration(code, "strict", entry.construct, entry.convert)
+    for end in range(len(value) + 1):
+        prefix = value[:end]
+        try:
+            expected: object = strict.decode(prefix)
+        except MessageError:
+            expected = MessageError
+        try:
+            got: object = entry.decode(prefix)
+        except MessageError:
+            got = MessageError
+        assert got == expected, (code, prefix)
+
+
+def test_names_of_undeclared_codes_come_from_option_code(registry: None) -> None:
+    assert repr(Options({43: b"x", 60: b"y"})) == (
+        "Options({VENDOR_SPECIFIC: b'x', VENDOR_CLASS_IDENTIFIER: b'y'})"
+    )
+    assert register(43, GreedyBytes).name == "VENDOR_SPECIFIC"
+    assert register(230, GreedyBytes).name == "OPTION_230"
