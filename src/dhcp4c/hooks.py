@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from dhcp4c.dnsname import normalize, valid_names
+from dhcp4c.dnsname import normalize
 from dhcp4c.message import MessageError
 
 if TYPE_CHECKING:
@@ -98,6 +98,16 @@ _REASON = re.compile(r"[a-z][a-z0-9-]{0,31}\Z")
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC")
 
 
+def _names(names: tuple[str, ...]) -> list[str]:
+    # `dnsname.valid_names` without its warnings: the client warned when it got the lease.
+    kept: dict[str, str] = {}
+    for name in names:
+        normal = normalize(name)
+        if normal is not None:
+            kept.setdefault(normal.lower(), normal)
+    return list(kept.values())
+
+
 def _described(lease: Lease) -> dict[str, Any]:
     """The validated facts of `lease`, as JSON-ready values."""
     domain = lease.domain
@@ -110,7 +120,7 @@ def _described(lease: Lease) -> dict[str, Any]:
         "routers": [str(router) for router in lease.routers],
         "dns_servers": [str(server) for server in lease.dns_servers],
         "domain": None if domain is None else normalize(domain),
-        "search": list(valid_names(lease.search, what="search domain")),
+        "search": _names(lease.search),
         "hostname": None if hostname is None else normalize(hostname),
         "mtu": lease.mtu,
         "routes": [
@@ -201,7 +211,8 @@ def hook_environment(
         "SERVER_ID": str(lease.server_id),
         "ROUTERS": " ".join(facts["routers"]),
         "ROUTES": " ".join(
-            f"{route.destination},{route.gateway or '0.0.0.0'}" for route in lease.routes
+            f"{route.destination},{'0.0.0.0' if route.gateway is None else route.gateway}"
+            for route in lease.routes
         ),
         "DNS": " ".join(facts["dns_servers"]),
         "DOMAIN": facts["domain"] or "",

@@ -303,7 +303,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dhcp4c status",
         description="Show the lease each interface holds, from the lease files of the running "
-        "client (dhcp4c --lease-dir).",
+        "client (dhcp4c --lease-dir). A client that was stopped without --release leaves its "
+        "lease there, still valid (and on the interface) until it expires.",
         epilog="exit codes: 0 every interface shown has a lease; 1 a lease file cannot be read; "
         "2 bad usage; 3 an interface has no lease (or there is no lease file at all); "
         "5 permission denied (lease files are readable by root only)",
