@@ -318,6 +318,8 @@ class HookRunner:
         self._clock = clock
         self._wall = wall
         self._environ = environ
+        self._stopping = False
+        self._waiting: trio.CancelScope | None = None
 
     def _base_environment(self) -> dict[str, str]:
         source = os.environ if self._environ is None else self._environ
@@ -385,23 +387,38 @@ class HookRunner:
         return HookResult(code)
 
     async def serve(self, events: trio.MemoryReceiveChannel[LeaseEvent]) -> None:
-        """Run the hook for each event of `events` until the channel ends (or cancellation).
+        """Run the hook for each event of `events` until `stop()` (or the channel ends).
 
         `events` is a subscription (`Client.subscribe()`): while a run lasts, later events are
         coalesced into the latest (see `dhcp4c.observe`), so the hook always catches up.
-        """
-        async for event in events:
-            await self.run(event)
-
-    async def drain(self, events: trio.MemoryReceiveChannel[LeaseEvent]) -> None:
-        """Run the hook for the events already waiting in `events`, without waiting for more.
-
-        For shutdown: after the client stopped (and released), the final "lost" event is
-        still pending in the subscription.
+        Cancelling `serve` kills a running hook; `stop()` lets it finish instead.
         """
         while True:
-            try:
-                event = events.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return
+            event: LeaseEvent | None = None
+            if self._stopping:
+                try:
+                    event = events.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+            else:
+                with trio.CancelScope() as scope:
+                    self._waiting = scope
+                    try:
+                        event = await events.receive()
+                    except (trio.EndOfChannel, trio.ClosedResourceError):
+                        return
+                    finally:
+                        self._waiting = None
+                if event is None:
+                    continue  # stop() ended the wait: run what is pending, then return
             await self.run(event)
+
+    def stop(self) -> None:
+        """Make `serve` return once the run in progress and the events waiting are done.
+
+        For shutdown: after the client stopped, the events it published last (the lease of
+        `--once`, the "lost" of `--release`) still get their run, within the time limit.
+        """
+        self._stopping = True
+        if self._waiting is not None:
+            self._waiting.cancel()

@@ -20,13 +20,14 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from dhcp4c import hooks
 from dhcp4c.client import Client
 from dhcp4c.hooks import HookRunner, check_hook, event_document, hook_environment
 from dhcp4c.lease import Lease
 from dhcp4c.message import BOOTREPLY, Message
-from dhcp4c.observe import LeaseEvent, LeaseEventKind
+from dhcp4c.observe import LeaseEvent, LeaseEventKind, LeaseObservers
 from dhcp4c.options import OptionCode
 from dhcp4c.testing.server import ServerConfig, ServerCore
 from dhcp4c.testing.server_net import serve_memory
@@ -399,3 +400,42 @@ async def test_a_hung_hook_never_holds_up_the_client(tmp_path: Path) -> None:
         with trio.fail_after(30):
             await done.wait()
     assert log.read_text().splitlines() == ["1 bound ", "2 lost declined"]
+
+
+async def test_stop_lets_the_running_hook_and_the_pending_events_finish(tmp_path: Path) -> None:
+    # Shutdown: the run in progress is not killed, the event published meanwhile still runs,
+    # then serve() returns.
+    log, go = tmp_path / "log", tmp_path / "go"
+    os.mkfifo(go)
+    hook = script(
+        tmp_path / "hook",
+        f"""\
+        [ "$DHCP4C_SEQ" = 1 ] && read line < {go}
+        echo "$DHCP4C_SEQ $1" >> {log}
+        """,
+    )
+    observers = LeaseObservers()
+    events = observers.subscribe()
+    runner = HookRunner(hook, "eth0", timeout=60)
+    lease = make_lease()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(runner.serve, events)
+            observers.publish(LeaseEventKind.BOUND, lease, None)
+            # Opening the FIFO for writing returns once the hook has it open for reading.
+            writer = await trio.to_thread.run_sync(lambda: open(go, "w"))  # noqa: SIM115
+            observers.publish(LeaseEventKind.LOST, None, lease, "released")
+            runner.stop()
+            writer.write("go\n")
+            writer.close()
+    assert log.read_text().splitlines() == ["1 bound", "2 lost"]
+
+
+async def test_stop_when_idle_returns_at_once() -> None:
+    observers = LeaseObservers()
+    runner = HookRunner("/nonexistent", "eth0")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(runner.serve, observers.subscribe())
+            await trio.testing.wait_all_tasks_blocked()
+            runner.stop()
