@@ -423,7 +423,10 @@ async def test_stop_lets_the_running_hook_and_the_pending_events_finish(tmp_path
             nursery.start_soon(runner.serve, events)
             observers.publish(LeaseEventKind.BOUND, lease, None)
             # Opening the FIFO for writing returns once the hook has it open for reading.
-            writer = await trio.to_thread.run_sync(lambda: open(go, "w"))  # noqa: SIM115
+            writer = await trio.to_thread.run_sync(
+                lambda: open(go, "w"),  # noqa: SIM115
+                abandon_on_cancel=True,
+            )
             observers.publish(LeaseEventKind.LOST, None, lease, "released")
             runner.stop()
             writer.write("go\n")
