@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -117,6 +118,7 @@ def test_once_with_hook_and_notify_socket(net: Net) -> None:
     finally:
         listener.close()
     bound = json.loads(result.stdout.splitlines()[0])
+    assert bound["domain"] == HOSTILE_DOMAIN  # the server did send it
     ready = [m for m in messages if "READY=1" in m.split("\n")]
     assert len(ready) == 1 and f"{CLIENT_IF}: bound {bound['address']}" in ready[0]
     assert "STOPPING=1" in messages[-1].split("\n")
@@ -136,3 +138,36 @@ def test_once_with_hook_and_notify_socket(net: Net) -> None:
 def test_version(net: Net) -> None:
     result = command(net, "--version")
     assert result.returncode == 0 and dhcp4c.__version__ in result.stdout
+
+
+@NOT_WIRED
+def test_service_stop_notifies_and_runs_the_hook_for_the_release(net: Net) -> None:
+    # As under systemd: READY=1 once bound, then SIGTERM; with --release the hook gets "lost".
+    hook = net.tmp / "hook"
+    hook.write_text(f'#!/bin/sh\necho "$DHCP4C_SEQ $1 $DHCP4C_LOST_REASON" >> {net.tmp}/log\n')
+    hook.chmod(0o755)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(net.tmp / "notify"))
+    listener.settimeout(30)
+    argv = [sys.executable, "-m", "dhcp4c", "--release", "--hook", str(hook), CLIENT_IF]
+    process = subprocess.Popen(
+        net.client.command(argv),
+        env={**os.environ, "NOTIFY_SOCKET": str(net.tmp / "notify")},
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = listener.recv(4096).decode()
+        assert ready.startswith("READY=1\nSTATUS=ops0: bound 10.78.0."), ready
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=30)
+        assert process.returncode == 0, log
+        stopping = listener.recv(4096).decode()
+        assert "STOPPING=1" in stopping.split("\n"), stopping
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        listener.close()
+    assert (net.tmp / "log").read_text().splitlines() == ["1 bound ", "2 lost released"]
