@@ -24,6 +24,7 @@ import math
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -368,9 +369,11 @@ class HookRunner:
                     start_new_session=True,
                     deliver_cancel=kill_group,
                 )
-        except OSError as error:
-            logger.warning("%s: cannot run it: %s", label, error.strerror or error)
-            return HookResult(None, error=str(error))
+        except (OSError, ValueError, subprocess.SubprocessError) as error:
+            # ENOENT, EACCES, ENOEXEC (no #! line); ValueError for an argument Popen refuses.
+            text = (error.strerror if isinstance(error, OSError) else None) or str(error)
+            logger.warning("%s: cannot run it: %s", label, text)
+            return HookResult(None, error=text)
         finally:
             # The leader may have exited on SIGTERM while others in its group ignored it.
             for pid in killed:
