@@ -10,9 +10,8 @@ newline-separated `KEY=VALUE` assignments on an AF_UNIX SOCK_DGRAM socket named 
 - A value never carries a newline or control character (a `STATUS=` built from lease data cannot
   inject `READY=1` or `MAINPID=`): they are replaced by spaces.
 
-Written here rather than taken from PyPI: the pure-Python packages are untyped and unmaintained
-or asyncio-only, libsystemd's bindings need a C build, and the protocol is one `sendto`. It uses
-only the standard library, so the command can notify before trio is imported.
+Not from PyPI: its sd_notify packages are untyped and unmaintained, asyncio-only or a C build, for
+one `sendto`; this one needs only the standard library (usable before trio is imported).
 """
 
 from __future__ import annotations
