@@ -162,24 +162,25 @@ def test_service_stop_notifies_and_runs_the_hook_for_the_release(net: Net) -> No
     listener.bind(str(net.tmp / "notify"))
     listener.settimeout(0.2)
     argv = [sys.executable, "-m", "dhcp4c", "--release", "--hook", str(hook), CLIENT_IF]
-    process = subprocess.Popen(
-        net.client.command(argv),
-        env={**os.environ, "NOTIFY_SOCKET": str(net.tmp / "notify")},
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        ready = receive(listener, process)
-        assert ready.startswith("READY=1\nSTATUS=ops0: bound 10.78.0."), ready
-        process.send_signal(signal.SIGTERM)
-        _, log = process.communicate(timeout=30)
-        assert process.returncode == 0, log
-        stopping = receive(listener, process)
-        assert "STOPPING=1" in stopping.split("\n"), stopping
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-        listener.close()
+    with (
+        subprocess.Popen(
+            net.client.command(argv),
+            env={**os.environ, "NOTIFY_SOCKET": str(net.tmp / "notify")},
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process,
+        listener,
+    ):
+        try:
+            ready = receive(listener, process)
+            assert ready.startswith("READY=1\nSTATUS=ops0: bound 10.78.0."), ready
+            process.send_signal(signal.SIGTERM)
+            _, log = process.communicate(timeout=30)
+            assert process.returncode == 0, log
+            stopping = receive(listener, process)
+            assert "STOPPING=1" in stopping.split("\n"), stopping
+        finally:
+            if process.poll() is None:
+                process.kill()  # Popen's __exit__ then closes the pipes and waits
     assert (net.tmp / "log").read_text().splitlines() == ["1 bound ", "2 lost released"]
