@@ -53,6 +53,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from dhcp4c._version import __version__
+
 # Public names, imported lazily (PEP 562) so that `import dhcp4c` stays cheap for the command's
 # start-up: the codec and the client are only loaded when first used.
 _EXPORTS: dict[str, str] = {
@@ -115,6 +117,7 @@ __all__ = [
     "Route",
     "Send",
     "State",
+    "__version__",
 ]
 
 
