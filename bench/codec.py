@@ -12,7 +12,7 @@ What each row times:
   scapy's cached raw bytes are cleared first so that it really builds; pyroute2 builds a new
   dhcp4msg from the decoded fields (it cannot build 4 corpus messages without option 53).
 * lossless: how many messages build back to exactly the bytes they were parsed from.
-* "construct, compiled": the compiled declaration of dhcp4c.wire on its own (bytes to its
+* "construct, compiled": the compiled declaration of dhcp4c.protocol.wire on its own (bytes to its
   parsed dicts and back), i.e. what the codec costs beyond construct.
 
 Target: dhcp4c's parse and build each at most 0.5x scapy's and pyroute2's; the last lines say
@@ -32,8 +32,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from dhcp4c import wire  # noqa: E402
-from dhcp4c.message import Message  # noqa: E402
+from dhcp4c.protocol import wire  # noqa: E402
+from dhcp4c.protocol.message import Message  # noqa: E402
 
 ROUNDS = 7
 
@@ -88,7 +88,7 @@ def bench_construct(data: list[bytes]) -> Row:
     parsed = [message.parse(item) for item in data]
     row.build = per_message(message.build, parsed)
     row.lossless = f"{sum(message.build(p) == d for p, d in zip(parsed, data, strict=True))}"
-    row.note = "dhcp4c.wire.DhcpMessage alone (no option 52 areas, no checks)"
+    row.note = "dhcp4c.protocol.wire.DhcpMessage alone (no option 52 areas, no checks)"
     return row
 
 

@@ -301,9 +301,9 @@ FLOORS = {
     "python -S": "pass",
     "+ import trio": "import trio",
     "+ import pyroute2": "import pyroute2.iproute.linux",
-    "+ import trio, supervisor, client": "import trio, supervisor, dhcp4c.client",
+    "+ import trio, supervisor, client": "import trio, supervisor, dhcp4c.shell.client",
     "+ the command's imports (all)": "import dhcp4c.cli, trio, trio_util, supervisor,"
-    " dhcp4c.client, dhcp4c.netconfig, dhcp4c.linkwatch, pyroute2",
+    " dhcp4c.shell.client, dhcp4c.consumers.netconfig, dhcp4c.linux.linkwatch, pyroute2",
 }
 
 
@@ -351,8 +351,8 @@ async def _raw_exchange(transport: Any, hwaddr: bytes) -> float:
     """Seconds from a raw DISCOVER (rapid commit) on `transport` to its ACK."""
     import random
 
-    from dhcp4c.message import BOOTREQUEST, Message, MessageType
-    from dhcp4c.options import OptionCode
+    from dhcp4c.protocol.message import BOOTREQUEST, Message, MessageType
+    from dhcp4c.protocol.options import OptionCode
 
     xid = random.getrandbits(32)
     discover = Message(
@@ -377,7 +377,7 @@ def wire_floor(the_rig: Rig, reps: int) -> list[float]:
     """Raw DISCOVER (rapid commit) -> ACK on an open packet socket, timed alone (warm)."""
     import trio
 
-    from dhcp4c.transport.packet import BroadcastTransport
+    from dhcp4c.linux.packet import BroadcastTransport
 
     hwaddr = the_rig.client_if.hwaddr
     samples: list[float] = []
@@ -400,7 +400,7 @@ def in_process(the_rig: Rig, reps: int) -> list[float]:
     """`client.run()` to the first bound lease, in this process (no kernel configuration)."""
     import trio
 
-    from dhcp4c.client import Client
+    from dhcp4c.shell.client import Client
 
     samples: list[float] = []
 
@@ -429,8 +429,8 @@ def _child(kind: str) -> float:
     after the imports: "floor" or "client"."""
     import trio
 
-    from dhcp4c.client import Client  # the same imports for both kinds (the codec included)
-    from dhcp4c.transport.packet import BroadcastTransport
+    from dhcp4c.linux.packet import BroadcastTransport
+    from dhcp4c.shell.client import Client  # the same imports for both kinds (the codec included)
 
     if kind == "client":
 
@@ -460,7 +460,7 @@ def _child(kind: str) -> float:
 
 
 def _hwaddr(ifname: str) -> bytes:
-    from dhcp4c.client import interface_info
+    from dhcp4c.shell.client import interface_info
 
     return interface_info(ifname)[0]
 

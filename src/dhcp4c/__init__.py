@@ -58,31 +58,30 @@ from dhcp4c._version import __version__
 # Public names, imported lazily (PEP 562) so that `import dhcp4c` stays cheap for the command's
 # start-up: the codec and the client are only loaded when first used.
 _EXPORTS: dict[str, str] = {
-    "Message": "dhcp4c.message",
-    "MessageError": "dhcp4c.message",
-    "MessageType": "dhcp4c.message",
-    "OptionCode": "dhcp4c.options",
-    "Options": "dhcp4c.options",
-    "Lease": "dhcp4c.lease",
-    "Route": "dhcp4c.lease",
-    "Machine": "dhcp4c.machine",
-    "MachineConfig": "dhcp4c.machine",
-    "State": "dhcp4c.machine",
-    "Send": "dhcp4c.machine",
-    "LeaseBound": "dhcp4c.machine",
-    "LeaseRenewed": "dhcp4c.machine",
-    "LeaseChanged": "dhcp4c.machine",
-    "LeaseLost": "dhcp4c.machine",
-    "InvalidTransition": "dhcp4c.machine",
-    "Client": "dhcp4c.client",
-    "LeaseEvent": "dhcp4c.observe",
-    "LeaseEventKind": "dhcp4c.observe",
+    "Message": "dhcp4c.protocol.message",
+    "MessageError": "dhcp4c.protocol.message",
+    "MessageType": "dhcp4c.protocol.message",
+    "OptionCode": "dhcp4c.protocol.options",
+    "Options": "dhcp4c.protocol.options",
+    "Lease": "dhcp4c.protocol.lease",
+    "Route": "dhcp4c.protocol.lease",
+    "Machine": "dhcp4c.protocol.machine",
+    "MachineConfig": "dhcp4c.protocol.machine",
+    "State": "dhcp4c.protocol.machine",
+    "Send": "dhcp4c.protocol.machine",
+    "LeaseBound": "dhcp4c.protocol.machine",
+    "LeaseRenewed": "dhcp4c.protocol.machine",
+    "LeaseChanged": "dhcp4c.protocol.machine",
+    "LeaseLost": "dhcp4c.protocol.machine",
+    "InvalidTransition": "dhcp4c.protocol.machine",
+    "Client": "dhcp4c.shell.client",
+    "LeaseEvent": "dhcp4c.shell.observe",
+    "LeaseEventKind": "dhcp4c.shell.observe",
 }
 
 if TYPE_CHECKING:
-    from dhcp4c.client import Client
-    from dhcp4c.lease import Lease, Route
-    from dhcp4c.machine import (
+    from dhcp4c.protocol.lease import Lease, Route
+    from dhcp4c.protocol.machine import (
         InvalidTransition,
         LeaseBound,
         LeaseChanged,
@@ -93,9 +92,10 @@ if TYPE_CHECKING:
         Send,
         State,
     )
-    from dhcp4c.message import Message, MessageError, MessageType
-    from dhcp4c.observe import LeaseEvent, LeaseEventKind
-    from dhcp4c.options import OptionCode, Options
+    from dhcp4c.protocol.message import Message, MessageError, MessageType
+    from dhcp4c.protocol.options import OptionCode, Options
+    from dhcp4c.shell.client import Client
+    from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind
 
 __all__ = [
     "Client",
