@@ -34,9 +34,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over src/ and examples/."""
+    """mypy --strict over src/, the test support and examples/."""
     session.install("-e", ".[test,dev]")
-    session.run("mypy", "--strict", "src", "examples")
+    session.run("mypy", "--strict", "src", "tests/support", "examples")
 
 
 @nox.session
@@ -52,7 +52,7 @@ def fuzz(session: nox.Session) -> None:
     """The codec fuzz target for a longer budget (seconds as the first argument)."""
     session.install("-e", ".[test]")
     budget = session.posargs[0] if session.posargs else "300"
-    session.run("python", "-m", "dhcp4c.testing.fuzz", "--seconds", budget)
+    session.run("python", "-m", "support.fuzz", "--seconds", budget, env={"PYTHONPATH": "tests"})
 
 
 @nox.session

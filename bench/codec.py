@@ -1,5 +1,5 @@
-"""Codec benchmark: parse and build µs/message over the DHCPv4 corpus, against dpkt, scapy and
-pyroute2's dhcp4msg, in one run; ratios against dpkt.
+"""Codec benchmark: parse and build µs/message over the DHCPv4 corpus, against scapy and pyroute2's
+dhcp4msg (the other declarative codecs) and dpkt, in one run; ratios against scapy and pyroute2.
 
 Run: `python bench/codec.py` (or `nox -s bench`). The corpus is found as the tests find it:
 DHCP4C_CORPUS, else `<repo>/../shared/corpus`.
@@ -12,16 +12,17 @@ What each row times:
   scapy's cached raw bytes are cleared first so that it really builds; pyroute2 builds a new
   dhcp4msg from the decoded fields (it cannot build 4 corpus messages without option 53).
 * lossless: how many messages build back to exactly the bytes they were parsed from.
-* "construct, compiled": the declarations of dhcp4c.wire compiled, parse only: the cost of
-  running the specification itself, which is why the codec's hot path is derived from it.
+* "construct, compiled": the compiled declaration of dhcp4c.protocol.wire on its own (bytes to its
+  parsed dicts and back), i.e. what the codec costs beyond construct.
 
-Timing: per library, the best of several rounds of the whole corpus (time.perf_counter).
+Target: dhcp4c's parse and build each at most 0.5x scapy's and pyroute2's; the last lines say
+whether it is met (exit status 1 if not). Timing: per library, the best of several rounds of the
+whole corpus (time.perf_counter).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,8 +32,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from dhcp4c import wire  # noqa: E402
-from dhcp4c.message import Message  # noqa: E402
+from dhcp4c.protocol import wire  # noqa: E402
+from dhcp4c.protocol.message import Message  # noqa: E402
 
 ROUNDS = 7
 
@@ -82,9 +83,12 @@ def bench_dhcp4c(data: list[bytes]) -> list[Row]:
 
 def bench_construct(data: list[bytes]) -> Row:
     row = Row("construct, compiled")
-    row.parse = per_message(wire.reference_parse, data)
-    header = wire.compiled("header")
-    row.note = f"dhcp4c.wire declarations; header alone {per_message(header.parse, data):.2f} µs"
+    message = wire.compiled("message")
+    row.parse = per_message(message.parse, data)
+    parsed = [message.parse(item) for item in data]
+    row.build = per_message(message.build, parsed)
+    row.lossless = f"{sum(message.build(p) == d for p, d in zip(parsed, data, strict=True))}"
+    row.note = "dhcp4c.protocol.wire.DhcpMessage alone (no option 52 areas, no checks)"
     return row
 
 
@@ -155,58 +159,46 @@ def bench_pyroute2(data: list[bytes]) -> Row:
     return row
 
 
-def import_times_ms() -> tuple[float, float]:
-    """`import dhcp4c.message` in fresh interpreters (-X importtime, median of 7, bytecode cached).
-
-    Returns:
-        (everything the import loads, including the package and the stdlib modules it pulls
-        in; the codec's own modules dhcp4c.message + dhcp4c.options + ipaddress), in ms.
-    """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = str(REPO / "src")
-    command = [sys.executable, "-X", "importtime", "-c", "import dhcp4c.message"]
-    subprocess.run(command, check=True, env=env, capture_output=True)  # write the bytecode
-    totals, owns = [], []
-    for _ in range(7):
-        lines = subprocess.run(command, check=True, env=env, capture_output=True, text=True)
-        own = total = 0
-        for line in lines.stderr.splitlines():
-            fields = [field.strip() for field in line.removeprefix("import time:").split("|")]
-            if len(fields) != 3 or not fields[0].isdigit():
-                continue
-            if fields[2] == "dhcp4c.message":
-                total = int(fields[1])
-            if fields[2] in ("dhcp4c.message", "dhcp4c.options", "ipaddress"):
-                own += int(fields[0])
-        totals.append(total / 1e3)
-        owns.append(own / 1e3)
-    return sorted(totals)[3], sorted(owns)[3]
+TARGET = 0.5  # dhcp4c's time at most this fraction of each declarative peer's
 
 
-def main() -> None:
+def main() -> int:
     data = corpus()
-    rows = [*bench_dhcp4c(data), bench_construct(data)]
-    dpkt_row = bench_dpkt(data)
-    rows += [dpkt_row, bench_scapy(data), bench_pyroute2(data)]
+    dhcp4c_rows = bench_dhcp4c(data)
+    scapy_row, pyroute2_row = bench_scapy(data), bench_pyroute2(data)
+    rows = [*dhcp4c_rows, bench_construct(data), scapy_row, pyroute2_row, bench_dpkt(data)]
 
-    def cell(value: float | None, reference: float | None) -> str:
+    def cell(value: float | None, *references: float | None) -> str:
         if value is None:
-            return f"{'-':>8} {'':>7}"
-        ratio = f"{value / reference:6.2f}×" if reference else ""
-        return f"{value:8.2f} {ratio:>7}"
+            return f"{'-':>8} " + " ".join(f"{'':>7}" for _ in references)
+        ratios = [f"{value / ref:6.2f}×" if ref else f"{'':>7}" for ref in references]
+        return f"{value:8.2f} " + " ".join(ratios)
 
     print(f"{len(data)} valid corpus messages, best of {ROUNDS} rounds, µs per message")
     print(
-        f"{'codec':<24} {'parse':>8} {'/dpkt':>7} {'build':>8} {'/dpkt':>7} {'lossless':>9}  note"
+        f"{'codec':<24} {'parse':>8} {'/scapy':>7} {'/pr2':>7} {'build':>8} {'/scapy':>7} "
+        f"{'/pr2':>7} {'lossless':>9}  note"
     )
     for row in rows:
-        print(
-            f"{row.name:<24} {cell(row.parse, dpkt_row.parse)} {cell(row.build, dpkt_row.build)} "
-            f"{row.lossless:>9}  {row.note}"
-        )
-    total, own = import_times_ms()
-    print(f"import dhcp4c.message: {total:.1f} ms in all, {own:.1f} ms for the codec's own modules")
+        parse = cell(row.parse, scapy_row.parse, pyroute2_row.parse)
+        build = cell(row.build, scapy_row.build, pyroute2_row.build)
+        print(f"{row.name:<24} {parse} {build} {row.lossless:>9}  {row.note}")
+
+    ours = dhcp4c_rows[0]
+    met = True
+    for what in ("parse", "build"):
+        value = getattr(ours, what)
+        for peer_row in (scapy_row, pyroute2_row):
+            name, peer = peer_row.name, getattr(peer_row, what)
+            if value is None or peer is None:
+                print(f"target {what} <= {TARGET}× {name}: not measured")
+                continue
+            ok = value <= TARGET * peer
+            met = met and ok
+            verdict = "met" if ok else "MISSED"
+            print(f"target {what} <= {TARGET}× {name}: {value / peer:.2f}× {verdict}")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

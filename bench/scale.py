@@ -12,7 +12,7 @@ The process runs one supervision tree: its root declares one `run_interface` nod
 sockets and, unless `--no-configure`, `netconfig.configure` putting the address on its
 interface. Reported: time from the tree's start to every client bound (and the kernel holding
 every address), and memory per client: the growth of RSS from just before the clients are made
-to all bound, divided by N (sockets, tasks, machines, watch sockets, netconfig's worker threads
+to all bound, divided by N (sockets, tasks, machines, watch sockets, netconfig's netlink requests
 and the lease objects all included).
 
 `bind_all()` and `scale_network()` are also what tests/dhcp4c/test_scale.py runs.
@@ -48,12 +48,12 @@ from pathlib import Path  # noqa: E402
 import trio  # noqa: E402
 
 import supervisor  # noqa: E402
-from dhcp4c import netconfig  # noqa: E402
-from dhcp4c.client import Client, default_transport, interface_info  # noqa: E402
-from dhcp4c.linkwatch import run_interface  # noqa: E402
+from dhcp4c.consumers import netconfig  # noqa: E402
+from dhcp4c.shell.client import Client, default_transport, interface_info  # noqa: E402
+from dhcp4c.shell.runner import run_interface  # noqa: E402
+from dhcp4c.shell.transport import Transport  # noqa: E402
 from dhcp4c.testing.dnsmasq import Dnsmasq, DnsmasqConfig  # noqa: E402
 from dhcp4c.testing.netns import Namespace, Topology, list_namespaces, netns_available  # noqa: E402
-from dhcp4c.transport import Transport  # noqa: E402
 
 NETWORK = IPv4Network("10.90.0.0/22")
 SERVER = IPv4Interface("10.90.0.1/22")

@@ -35,8 +35,8 @@ import trio
 from trio_util import AsyncValue
 
 import supervisor
-from dhcp4c.client import Client
-from dhcp4c.lease import Lease
+from dhcp4c.protocol.lease import Lease
+from dhcp4c.shell.client import Client
 from supervisor import RestartLimit, Signal
 
 __all__ = ["Agent", "Links", "MemoryLinks", "node_name"]
@@ -147,7 +147,7 @@ class Agent:
                 clients = {n: c for n, c in self.clients.value.items() if n in wanted}
                 for ifname in sorted(set(running) - wanted):
                     # KeyError: it had finished on its own (a runnable that signals DONE when
-                    # its interface vanishes, like `dhcp4c.linkwatch.run_interface`).
+                    # its interface vanishes, like `dhcp4c.linux.linkwatch.run_interface`).
                     with contextlib.suppress(KeyError):
                         await supervisor.stop_child(running.pop(ifname))
                     log.info("%s: gone, client stopped", ifname)

@@ -1,19 +1,20 @@
 """dhcp4c: a DHCPv4 client (RFC 2131) for Linux, built on a small Trio supervisor.
 
-Architecture. `message`/`options` (declared in `wire` with construct) are the codec: bytes to an
-immutable `Message` and back, losslessly, raising only `MessageError`. `machine` is the client's
+Architecture. `message`/`options` are the codec: the compiled construct declarations of `wire` take
+bytes to an immutable `Message` and back, losslessly, raising only `MessageError`; option values
+are declared per code in the registry of `options` and decoded when read. `machine` is the client's
 protocol as a pure state machine (RFC 2131 §4.4): inputs carry `now`, outputs are `Send` commands
 and lease events; `lease` turns an accepted DHCPACK into a sanitised `Lease`. `client` is the thin
 Trio shell (one restartable supervisor runnable per interface): it feeds datagrams from the
 `transport` package (AF_PACKET with a BPF filter while unconfigured, UDP once bound) and timers
-into the machine, carries its actions out, awaits the lease callback (`netconfig`, rtnetlink) and
-publishes events to observers (`observe`); `linkwatch` follows the link over netlink (carrier,
-hardware address, removal) and drives the client accordingly. `leasefile` keeps leases across
-restarts, `cli` is the `dhcp4c` command (its fast start, `faststart` over the raw netlink of
-`rtnl`, binds with one synchronous exchange before Trio is imported and hands the lease to
-`Client(bound_lease=...)`) and `testing` holds the in-process server, the in-memory
-network with fault injection and the network-namespace helpers used by the tests, the demo and
-the benchmarks.
+into the machine, carries its actions out, awaits the lease callback (`netconfig`, rtnetlink),
+holds the latest lease event and the carrier in trio-util values and fans events out to
+observers (`observe`); `linkwatch` follows the link over netlink (carrier, hardware address,
+removal) and drives the client accordingly. `leasefile` keeps leases across restarts, `cli` is
+the `dhcp4c` command (the same Trio client; its first DISCOVER goes out before the kernel side is
+imported, and that import runs in a worker thread while the server answers) and `testing` holds
+the in-process server, the in-memory network with fault injection and the network-namespace
+helpers used by the tests, the demo and the benchmarks.
 
 Deliberate deviations from the RFCs:
 
@@ -52,34 +53,35 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from dhcp4c._version import __version__
+
 # Public names, imported lazily (PEP 562) so that `import dhcp4c` stays cheap for the command's
 # start-up: the codec and the client are only loaded when first used.
 _EXPORTS: dict[str, str] = {
-    "Message": "dhcp4c.message",
-    "MessageError": "dhcp4c.message",
-    "MessageType": "dhcp4c.message",
-    "OptionCode": "dhcp4c.options",
-    "Options": "dhcp4c.options",
-    "Lease": "dhcp4c.lease",
-    "Route": "dhcp4c.lease",
-    "Machine": "dhcp4c.machine",
-    "MachineConfig": "dhcp4c.machine",
-    "State": "dhcp4c.machine",
-    "Send": "dhcp4c.machine",
-    "LeaseBound": "dhcp4c.machine",
-    "LeaseRenewed": "dhcp4c.machine",
-    "LeaseChanged": "dhcp4c.machine",
-    "LeaseLost": "dhcp4c.machine",
-    "InvalidTransition": "dhcp4c.machine",
-    "Client": "dhcp4c.client",
-    "LeaseEvent": "dhcp4c.observe",
-    "LeaseEventKind": "dhcp4c.observe",
+    "Message": "dhcp4c.protocol.message",
+    "MessageError": "dhcp4c.protocol.message",
+    "MessageType": "dhcp4c.protocol.message",
+    "OptionCode": "dhcp4c.protocol.options",
+    "Options": "dhcp4c.protocol.options",
+    "Lease": "dhcp4c.protocol.lease",
+    "Route": "dhcp4c.protocol.lease",
+    "Machine": "dhcp4c.protocol.machine",
+    "MachineConfig": "dhcp4c.protocol.machine",
+    "State": "dhcp4c.protocol.machine",
+    "Send": "dhcp4c.protocol.machine",
+    "LeaseBound": "dhcp4c.protocol.machine",
+    "LeaseRenewed": "dhcp4c.protocol.machine",
+    "LeaseChanged": "dhcp4c.protocol.machine",
+    "LeaseLost": "dhcp4c.protocol.machine",
+    "InvalidTransition": "dhcp4c.protocol.machine",
+    "Client": "dhcp4c.shell.client",
+    "LeaseEvent": "dhcp4c.shell.observe",
+    "LeaseEventKind": "dhcp4c.shell.observe",
 }
 
 if TYPE_CHECKING:
-    from dhcp4c.client import Client
-    from dhcp4c.lease import Lease, Route
-    from dhcp4c.machine import (
+    from dhcp4c.protocol.lease import Lease, Route
+    from dhcp4c.protocol.machine import (
         InvalidTransition,
         LeaseBound,
         LeaseChanged,
@@ -90,9 +92,10 @@ if TYPE_CHECKING:
         Send,
         State,
     )
-    from dhcp4c.message import Message, MessageError, MessageType
-    from dhcp4c.observe import LeaseEvent, LeaseEventKind
-    from dhcp4c.options import OptionCode, Options
+    from dhcp4c.protocol.message import Message, MessageError, MessageType
+    from dhcp4c.protocol.options import OptionCode, Options
+    from dhcp4c.shell.client import Client
+    from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind
 
 __all__ = [
     "Client",
@@ -114,6 +117,7 @@ __all__ = [
     "Route",
     "Send",
     "State",
+    "__version__",
 ]
 
 

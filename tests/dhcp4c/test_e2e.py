@@ -783,6 +783,27 @@ def test_link_changes_under_the_command(net: Net, needs_dnsmasq: None) -> None:
         assert "Traceback" not in command.log()
 
 
+def test_started_without_a_carrier_binds_once_it_comes(net: Net, needs_dnsmasq: None) -> None:
+    # The client starts before the link watch exists, with the carrier an ioctl reports; the
+    # watch's first snapshot confirms the dead link, and its carrier-up starts the exchange.
+    net.server.ip("link", "set", "dev", SERVER_IF, "down")
+    deadline = time.monotonic() + 5
+    while "LOWER_UP" in net.client.ip("-o", "link", "show", "dev", CLIENT_IF):
+        assert time.monotonic() < deadline, "the carrier did not drop"
+        time.sleep(0.05)
+    with dnsmasq(net) as server, Command(net, "-v") as command:
+        deadline = time.monotonic() + 10
+        while "e2e0: carrier down" not in command.log():
+            assert time.monotonic() < deadline, command.log()
+            time.sleep(0.05)
+        assert "DHCPDISCOVER" not in server.log_text()
+        net.server.ip("link", "set", "dev", SERVER_IF, "up")
+        bound = command.next_event(20)
+        assert bound["event"] == "bound", command.log()
+        assert_configured(net, bound["address"])
+        assert command.signal(signal.SIGTERM) == 0
+
+
 def test_a_new_mac_starts_over_and_its_lease_file_follows(net: Net, needs_dnsmasq: None) -> None:
     lease_dir = net.tmp / "leases"
     new_mac = "02:00:00:00:4e:77"

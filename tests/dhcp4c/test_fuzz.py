@@ -1,4 +1,4 @@
-"""The codec fuzz target (`dhcp4c.testing.fuzz`), run for a fixed budget in CI.
+"""The codec fuzz target (`support.fuzz`), run for a fixed budget in CI.
 
 The long runs are `./dev fuzz [seconds]` / `nox -s fuzz`. Here: both engines run for a few
 seconds over the shared corpus and must find nothing while running a minimum number of inputs;
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from dhcp4c.message import Message, MessageError
-from dhcp4c.testing import fuzz
-from dhcp4c.testing.fuzz import MAX_INPUT, Finding, Mutator, RandomSource, exercise
+from dhcp4c.protocol.message import Message, MessageError
+from support import fuzz
+from support.fuzz import MAX_INPUT, Finding, Mutator, RandomSource, exercise
 
 # DHCP4C_FUZZ_SECONDS stretches the CI budget for a longer local run.
 MUTATE_SECONDS = float(os.environ.get("DHCP4C_FUZZ_SECONDS", "8"))
@@ -107,10 +107,11 @@ def test_a_hang_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_command_line_prints_inputs_and_rate(dhcpv4_corpus: Path) -> None:
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "dhcp4c.testing.fuzz", "--seconds", "2", "--seed", "7"],
+        [sys.executable, "-m", "support.fuzz", "--seconds", "2", "--seed", "7"],
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -5,7 +5,7 @@
 * Over the Trio `Client` + `MemoryNetwork` + `serve_memory` on `autojump_clock`: the same
   scenarios through the real shell, asserting the same outcome.
 
-Scenarios: every RFC-breaking server of `dhcp4c.testing.faults.HOSTILE` (option 80 in an OFFER,
+Scenarios: every RFC-breaking server of `support.faults.HOSTILE` (option 80 in an OFFER,
 no END, overload, RFC 3396 splits, T1 > T2 > lease, lease 0 and 0xffffffff, yiaddr 0.0.0.0 and
 broadcast, a server id changing between OFFER and ACK), a rogue second server answering first,
 NAK storms, a server that dies and comes back with another pool, a DECLINE storm, and a reply
@@ -26,9 +26,8 @@ import pytest
 import trio
 import trio.testing
 
-from dhcp4c.client import Client
-from dhcp4c.lease import LEASE_TIME_CAP, MAX_ROUTES, MAX_SERVERS, Lease
-from dhcp4c.machine import (
+from dhcp4c.protocol.lease import LEASE_TIME_CAP, MAX_ROUTES, MAX_SERVERS, Lease
+from dhcp4c.protocol.machine import (
     LeaseBound,
     LeaseLost,
     LeaseRenewed,
@@ -36,9 +35,12 @@ from dhcp4c.machine import (
     MachineConfig,
     State,
 )
-from dhcp4c.message import BOOTREPLY, Message, MessageType
-from dhcp4c.observe import LeaseEvent, LeaseEventKind
-from dhcp4c.testing.faults import (
+from dhcp4c.protocol.message import BOOTREPLY, Message, MessageType
+from dhcp4c.shell.client import Client
+from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind
+from dhcp4c.testing.memory import Faults, MemoryNetwork
+from dhcp4c.testing.server import ServerConfig, ServerCore, drop_replies
+from support.faults import (
     HOSTILE,
     HostileNetwork,
     Sent,
@@ -50,9 +52,7 @@ from dhcp4c.testing.faults import (
     nak_storm,
     rogue_pair,
 )
-from dhcp4c.testing.fuzz import exercise
-from dhcp4c.testing.server import ServerConfig, ServerCore, drop_replies
-from dhcp4c.transport.memory import Faults, MemoryNetwork
+from support.fuzz import exercise
 
 HW = b"\x02\x00\x00\x00\x00\x01"
 SERVER = IPv4Address("192.0.2.1")

@@ -19,11 +19,12 @@ import pytest
 import trio
 import trio.testing
 
-from dhcp4c.client import Client
-from dhcp4c.lease import Lease
-from dhcp4c.message import Message, MessageType
-from dhcp4c.observe import LeaseEvent, LeaseEventKind
-from dhcp4c.options import OptionCode, Options
+from dhcp4c.protocol.lease import Lease
+from dhcp4c.protocol.message import Message, MessageType
+from dhcp4c.protocol.options import OptionCode, Options
+from dhcp4c.shell.client import Client
+from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind
+from dhcp4c.testing.memory import MemoryLink, MemoryNetwork
 from dhcp4c.testing.server import (
     Exchange,
     ServerConfig,
@@ -32,7 +33,6 @@ from dhcp4c.testing.server import (
     set_fields,
 )
 from dhcp4c.testing.server_net import serve_memory
-from dhcp4c.transport.memory import MemoryLink, MemoryNetwork
 from supervisor import Backoff, NodeState, supervise
 
 HW = b"\x02\x00\x00\x00\x00\x01"

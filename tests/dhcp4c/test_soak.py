@@ -33,18 +33,18 @@ import pytest
 import trio
 import trio.testing
 
-from dhcp4c import netconfig
-from dhcp4c.client import Client, default_transport, interface_info
-from dhcp4c.linkwatch import run_interface
-from dhcp4c.machine import State
-from dhcp4c.observe import LeaseEvent, LeaseEventKind
+from dhcp4c.consumers import netconfig
+from dhcp4c.protocol.machine import State
+from dhcp4c.shell.client import Client, default_transport, interface_info
+from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind
+from dhcp4c.shell.runner import run_interface
+from dhcp4c.shell.transport import Transport
 from dhcp4c.testing import dnsmasq as dnsmasq_module
 from dhcp4c.testing import netns
 from dhcp4c.testing.dnsmasq import Dnsmasq, DnsmasqConfig
+from dhcp4c.testing.memory import MemoryNetwork
 from dhcp4c.testing.server import Exchange, ServerConfig, ServerCore
 from dhcp4c.testing.server_net import serve_memory
-from dhcp4c.transport import Transport
-from dhcp4c.transport.memory import MemoryNetwork
 from supervisor.testing import harness
 
 REPORT = Path(os.environ.get("DHCP4C_SOAK_REPORT", "/tmp/dhcp4c-soak.json"))

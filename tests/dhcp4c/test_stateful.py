@@ -1,6 +1,6 @@
 """Stateful property tests (Hypothesis): the client on a hostile network, invariants every step.
 
-Two levels, the same invariants (`dhcp4c.testing.faults.check_*`):
+Two levels, the same invariants (`support.faults.check_*`):
 
 * `HostileNetworkMachine`: the sans-IO `Machine` and two `ServerCore`s on a `Simulation` wire
   with explicit time. Hypothesis picks the faults (loss, duplication, reordering, delay per
@@ -51,9 +51,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from dhcp4c.client import Client
-from dhcp4c.lease import Lease
-from dhcp4c.machine import (
+from dhcp4c.protocol.lease import Lease
+from dhcp4c.protocol.machine import (
     LeaseBound,
     LeaseChanged,
     LeaseLost,
@@ -62,9 +61,12 @@ from dhcp4c.machine import (
     MachineConfig,
     State,
 )
-from dhcp4c.message import BOOTREPLY, Message, MessageType
-from dhcp4c.observe import LeaseEvent
-from dhcp4c.testing.faults import (
+from dhcp4c.protocol.message import BOOTREPLY, Message, MessageType
+from dhcp4c.shell.client import Client
+from dhcp4c.shell.observe import LeaseEvent
+from dhcp4c.testing.memory import Faults, MemoryNetwork
+from dhcp4c.testing.server import ServerConfig, ServerCore
+from support.faults import (
     HostileNetwork,
     LeaseAction,
     Sent,
@@ -77,9 +79,7 @@ from dhcp4c.testing.faults import (
     classify_send,
     nak_storm,
 )
-from dhcp4c.testing.fuzz import Mutator, RandomSource
-from dhcp4c.testing.server import ServerConfig, ServerCore
-from dhcp4c.transport.memory import Faults, MemoryNetwork
+from support.fuzz import Mutator, RandomSource
 
 HW = b"\x02\x00\x00\x00\x00\x01"
 MAIN = IPv4Address("192.0.2.1")

@@ -24,10 +24,10 @@ import trio
 from examples.agent import PUSH_LIMIT, Agent, MemoryLinks, node_name
 from trio.testing import MockClock
 
-from dhcp4c.client import Client
+from dhcp4c.shell.client import Client
+from dhcp4c.testing.memory import MemoryNetwork
 from dhcp4c.testing.server import ServerConfig, ServerCore
 from dhcp4c.testing.server_net import serve_memory
-from dhcp4c.transport.memory import MemoryNetwork
 from supervisor import Backoff, Handle, NodeState, StateChanges
 from supervisor.testing import harness
 

@@ -42,8 +42,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
-from dhcp4c import _netns
 from dhcp4c._closing import Closing
+from dhcp4c.linux import netns as _netns
 
 __all__ = [
     "Interface",

@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from ipaddress import IPv4Address, IPv4Network
 
-from dhcp4c.message import BOOTREPLY, BOOTREQUEST, Message, MessageError, MessageType
-from dhcp4c.options import OptionCode
+from dhcp4c.protocol.message import BOOTREPLY, BOOTREQUEST, Message, MessageError, MessageType
+from dhcp4c.protocol.options import OptionCode
 
 __all__ = [
     "DEFAULT_NETWORK",

@@ -4,7 +4,7 @@ Each shell is one loop: receive a datagram, hand it to the core with `trio.curre
 `now`, send what the core returns (after `ServerConfig.reply_delay`, without holding up the
 next datagram). The core owns every decision; a shell only knows addressing:
 
-- `serve_memory(core, endpoint)`: a server endpoint of `dhcp4c.transport.memory`; deterministic
+- `serve_memory(core, endpoint)`: a server endpoint of `dhcp4c.testing.memory`; deterministic
   under `autojump_clock`.
 - `serve_udp(core, ifname)`: a kernel UDP socket bound to 0.0.0.0:67 with SO_BINDTODEVICE and
   SO_BROADCAST (RFC 2131 §4.1: replies go to 255.255.255.255:68, or unicast to ciaddr:68). It
@@ -27,9 +27,9 @@ from ipaddress import IPv4Address, IPv4Network
 
 import trio
 
+from dhcp4c.testing.memory import ServerEndpoint
 from dhcp4c.testing.netns import Namespace
 from dhcp4c.testing.server import Reply, ServerCore
-from dhcp4c.transport.memory import ServerEndpoint
 
 __all__ = [
     "CLIENT_PORT",

@@ -17,8 +17,9 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dhcp4c.message import Message, MessageError, MessageType
-from dhcp4c.options import OptionCode
+from dhcp4c.protocol.message import Message, MessageError, MessageType
+from dhcp4c.protocol.options import OptionCode
+from dhcp4c.testing.memory import MemoryNetwork
 from dhcp4c.testing.server import (
     INFINITE,
     BindingState,
@@ -41,7 +42,6 @@ from dhcp4c.testing.server import (
     when,
 )
 from dhcp4c.testing.server_net import serve_memory, serve_udp
-from dhcp4c.transport.memory import MemoryNetwork
 
 SERVER = IPv4Address("192.0.2.1")
 OTHER_SERVER = IPv4Address("192.0.2.2")

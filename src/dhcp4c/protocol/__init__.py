@@ -1,0 +1,11 @@
+"""The pure protocol core: everything that decides, nothing that does.
+
+The codec (`message`, `options`, both declared with construct in `wire`), client identifiers
+(`clientid`), DNS names (`dnsname`), the lease value (`lease`), retransmission schedules
+(`retransmit`) and the state machine (`machine`: its configuration, states, events and
+transitions).
+
+Invariant: no module here imports trio, sockets, the Linux layer or the shell, and none reads a
+clock or global randomness. Time comes in as `now`, randomness as a `random.Random`
+(`tests/dhcp4c/test_layers.py` enforces the imports).
+"""

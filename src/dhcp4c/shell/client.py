@@ -1,0 +1,790 @@
+"""The Trio shell of the DHCPv4 client: `Client`, a supervisor runnable around `Machine`.
+
+This module owns the I/O of one client on one interface: it reads the interface's hardware
+address and MTU, opens and closes the sockets each state needs, feeds datagrams and timers into
+the sans-IO `dhcp4c.protocol.machine.Machine` and carries its actions out in order (sends, the
+awaited
+lease callback, lease events to observers, `Signal.HEALTHY` to the supervisor). Every protocol
+decision is the machine's; this shell only knows addressing, time and failure.
+
+One Trio loop per `run()`: wait for a datagram or the machine's next deadline, whichever comes
+first; hand it to the machine; carry out what it says. Receiver tasks (one per open transport)
+only move payloads into that loop's channel. The latest lease event is a trio-util `AsyncValue`
+(`latest`, on which `wait_bound()` waits) and the carrier an `AsyncBool` (`carrier`).
+
+Invariants:
+
+- Sockets (RFC 2131 §4.1): a `BroadcastTransport` (AF_PACKET, from 0.0.0.0) while the client has
+  no usable address (SELECTING, REQUESTING, REBOOTING); a `UnicastTransport` (a UDP socket on
+  port 68 of the interface, sending from the leased address) in RENEWING and REBINDING (its
+  broadcasts go out from ciaddr, §4.4.5); none in INIT,
+  BOUND and INIT-REBOOT. A message with ciaddr goes out over the unicast transport, one without
+  over the broadcast one (DECLINE, RELEASE are sent with a transport opened for them). A
+  transport stays open for as long as its state lasts, across retransmissions, and every
+  transport is closed when `run()` ends, however it ends: nothing leaks across restarts.
+- Bad datagrams never raise: a payload `Message.parse` refuses is dropped and counted
+  (`drops["malformed"]`), replies the machine refuses are counted under its reasons, frames the
+  packet socket refuses under `frame-<reason>`; the first drop of each reason is logged.
+- The lease callback runs, and must succeed, before the client relies on a lease: before its
+  event reaches the observers, before `wait_bound()` returns, before HEALTHY is signalled. An
+  exception from it ends `run()` (a death for the supervisor). It is called with
+  `(old, new)`: `old` the lease it last applied, `new` the lease now held (None when lost).
+- The `Client` object outlives `run()`: after a crash (or a cancellation without release) the
+  next `run()` starts from the lease it held, by INIT-REBOOT (RFC 2131 §3.2), so a supervisor
+  restart does not drop the address.
+- Time: the machine's clock is the Trio clock plus the time this host spent suspended. Trio's
+  clock is CLOCK_MONOTONIC, which stops during suspend; CLOCK_BOOTTIME does not. At every
+  wake-up (and at least every `suspend_check` seconds while a lease is held) the shell compares
+  how far both clocks moved since the first run and moves the machine's clock forward by the
+  difference, so a lease that expired during a suspend is lost at once on resume instead of
+  being used for up to a lease time more (RFC 2131 §4.4.5: stop using the address at expiry).
+  Leases leave the shell on the Trio clock (`Lease` times are Trio times): a lease is past its
+  expiry when it is past it on either clock.
+
+Trade-offs: the loop awaits the callback and sends inline, so a slow callback delays the
+machine's timers (a lease is never relied on before the callback returns). The UDP socket listens
+on the wildcard address of the interface rather than on the leased address (see
+`default_transport`: NAKs are broadcast), so during a renewal it also sees other clients'
+broadcast replies, which are dropped as `wrong-xid`. When the leased address is not configured on
+the interface (no callback that configures it) the packet socket carries the renewal instead;
+the server's unicast answer to ciaddr may then never arrive, and the lease ends at its expiry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import logging
+import math
+import random
+import socket
+import struct
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Any
+
+import trio
+from trio_util import AsyncBool, AsyncValue
+
+from dhcp4c.protocol.lease import Lease
+from dhcp4c.protocol.machine import (
+    Action,
+    InvalidTransition,
+    LeaseBound,
+    LeaseChanged,
+    LeaseLost,
+    LeaseRenewed,
+    Machine,
+    MachineConfig,
+    Send,
+    State,
+)
+from dhcp4c.protocol.message import Message, MessageError
+from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind, LeaseObservers
+from dhcp4c.shell.transport import BroadcastTransport, Transport, UnicastTransport
+
+__all__ = [
+    "Client",
+    "ClientStats",
+    "LeaseCallback",
+    "TransportFactory",
+    "default_transport",
+    "interface_info",
+]
+
+_log = logging.getLogger("dhcp4c.shell.client")
+
+#: `async def callback(old, new)`: applies a lease change before the client relies on it.
+LeaseCallback = Callable[[Lease | None, Lease | None], Awaitable[None]]
+#: `factory(interface, address)`: a broadcast transport when `address` is None, else a unicast
+#: one bound to `address`. Raises OSError when it cannot open it.
+TransportFactory = Callable[[str, IPv4Address | None], Transport]
+
+_UNSPECIFIED = IPv4Address(0)
+# States in which the client holds a verified lease and uses its address.
+_RELIED = frozenset({State.BOUND, State.RENEWING, State.REBINDING})
+_BROADCAST_STATES = frozenset({State.SELECTING, State.REQUESTING, State.REBOOTING})
+_UNICAST_STATES = frozenset({State.RENEWING, State.REBINDING})
+_DECLINABLE = _RELIED
+# Datagrams waiting for the loop; receivers wait (the socket buffer holds the rest) when full.
+_QUEUE = 16
+# Suspends shorter than this are not told from scheduling noise between the two clocks.
+_SUSPEND_THRESHOLD = 1.0
+# How long a stop may take to send DHCPRELEASE and run the callback once cancelled.
+_STOP_TIMEOUT = 2.0
+_ARPHRD_ETHER = 1
+_SIOCGIFHWADDR = 0x8927
+_SIOCGIFMTU = 0x8921
+# MachineConfig fields the shell fills in itself.
+_SHELL_FIELDS = frozenset({"hwaddr", "interface", "htype"})
+_MACHINE_FIELDS = frozenset(f.name for f in dataclasses.fields(MachineConfig)) - _SHELL_FIELDS
+_PLACEHOLDER_HWADDR = b"\x02\x00\x00\x00\x00\x01"
+
+
+def interface_info(interface: str) -> tuple[bytes, int]:
+    """Read the hardware address and MTU of `interface` (SIOCGIFHWADDR, SIOCGIFMTU).
+
+    Two ioctls on a throw-away UDP socket: cheap, no netlink, and they answer for the network
+    namespace of the calling thread (unlike /sys/class/net, which shows the namespace sysfs was
+    mounted in).
+
+    Raises:
+        OSError: no such interface (ENODEV), or a link type other than Ethernet.
+    """
+    ifreq = struct.pack("16s16x", interface.encode())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        raw = fcntl.ioctl(sock.fileno(), _SIOCGIFHWADDR, ifreq)
+        family = struct.unpack_from("=H", raw, 16)[0]
+        if family != _ARPHRD_ETHER:
+            raise OSError(f"{interface}: link type {family} is not Ethernet")
+        hwaddr = bytes(raw[18:24])
+        mtu = struct.unpack_from("=i", fcntl.ioctl(sock.fileno(), _SIOCGIFMTU, ifreq), 16)[0]
+    return hwaddr, int(mtu)
+
+
+def default_transport(interface: str, address: IPv4Address | None) -> Transport:
+    """The real transports: AF_PACKET for broadcast, a UDP socket on port 68 otherwise.
+
+    The UDP socket is bound to the wildcard address on `interface` (SO_BINDTODEVICE), not to
+    `address`: servers broadcast every DHCPNAK (RFC 2131 §4.1 "in all cases, when giaddr is
+    zero, the server broadcasts any DHCPNAK"), and a socket bound to the leased address would
+    never see a NAK of a renewal (dhclient listens on 0.0.0.0:68 for the same reason). The
+    kernel still sends from the leased address, the interface's address towards the server.
+
+    Raises:
+        OSError: cannot open the socket; EADDRNOTAVAIL when `address` is not configured on
+            this host (nothing configured the lease), so that the client falls back to the
+            packet socket.
+    """
+    if address is None:
+        return BroadcastTransport(interface)
+    # Only a local address can be the source of a renewal: probe it without taking port 68.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((str(address), 0))
+    return UnicastTransport(interface, _UNSPECIFIED)
+
+
+def _shift(lease: Lease | None, offset: float) -> Lease | None:
+    if lease is None or offset == 0:
+        return lease
+    return dataclasses.replace(
+        lease,
+        obtained=lease.obtained + offset,
+        t1=lease.t1 + offset,
+        t2=lease.t2 + offset,
+        expiry=lease.expiry + offset,
+    )
+
+
+@dataclass
+class ClientStats:
+    """Counters of one client over all its runs.
+
+    Attributes:
+        runs: how many times `run()` started.
+        sent: messages sent, by message type name ("DISCOVER", ...).
+        received: datagrams handed to the loop (before validation).
+        drops: datagrams dropped, by reason: "malformed" (the codec refused it), the machine's
+            `Drop` reasons ("wrong-xid", ...), "frame-<reason>" (the packet socket refused the
+            frame).
+        errors: I/O errors survived, by kind ("send", "receive", "unicast-open").
+        suspended: seconds of host suspend detected through CLOCK_BOOTTIME.
+    """
+
+    runs: int = 0
+    sent: Counter[str] = field(default_factory=Counter)
+    received: int = 0
+    drops: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    suspended: float = 0.0
+
+
+class _Open:
+    """An open transport and the cancel scope of its receiver task."""
+
+    __slots__ = ("scope", "transport")
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.scope = trio.CancelScope()
+
+
+class Client:
+    """A DHCPv4 client for one interface, run as `await client.run()` (a supervisor runnable).
+
+    Args:
+        interface: the interface name.
+        hwaddr: the hardware address to use; default: read from the interface at each run.
+        mtu: the interface MTU for option 57; default: read from the interface at each run.
+        lease: a lease known from before (a lease file); the first run verifies it by
+            INIT-REBOOT. Its times are on the Trio clock.
+        callback: `async def callback(old, new)`, awaited before the client relies on a lease
+            change (see `dhcp4c.consumers.netconfig`); its exceptions end `run()`.
+        transport_factory: opens transports (default: the real sockets, `default_transport`).
+        rng: randomness for xids, jitter and backoff (default: a fresh `random.Random()`).
+        boottime: a clock that keeps counting while the host is suspended; default
+            CLOCK_BOOTTIME, or the Trio clock when that is a `MockClock` (tests).
+        suspend_check: while a lease is held, compare the clocks at least this often (seconds).
+        **config: `MachineConfig` fields: client_id, client_id_type, duid, iaid, hostname,
+            vendor_class, parameter_request_list, extra_options, max_message_size (default: from
+            the MTU), broadcast_flag, rapid_commit, release_on_stop, retransmit_initial,
+            retransmit_cap, retransmit_jitter, renew_retransmit_min, max_request_tries,
+            backoff_initial, backoff_cap, decline_wait.
+
+    Raises:
+        TypeError: an unknown configuration key.
+        ValueError: a configuration value the machine refuses (checked here, not at `run()`).
+
+    The client keeps its lease, counters and observers across runs; one run at a time.
+    """
+
+    def __init__(
+        self,
+        interface: str,
+        *,
+        hwaddr: bytes | None = None,
+        mtu: int | None = None,
+        lease: Lease | None = None,
+        callback: LeaseCallback | None = None,
+        transport_factory: TransportFactory | None = None,
+        rng: random.Random | None = None,
+        boottime: Callable[[], float] | None = None,
+        suspend_check: float = 60.0,
+        **config: Any,
+    ) -> None:
+        unknown = set(config) - _MACHINE_FIELDS
+        if unknown:
+            raise TypeError(f"unknown client configuration: {', '.join(sorted(unknown))}")
+        if suspend_check <= 0:
+            raise ValueError("suspend_check must be positive")
+        # Validate now, so that a bad option is a clear error at start-up, not a dead runnable.
+        MachineConfig(hwaddr=hwaddr or _PLACEHOLDER_HWADDR, interface=interface, **config)
+        self.interface = interface
+        self._hwaddr = hwaddr
+        self._mtu = mtu
+        self._config = dict(config)
+        self._callback = callback
+        self._factory = transport_factory or default_transport
+        self._rng = rng if rng is not None else random.Random()
+        self._boottime = boottime
+        self._suspend_check = suspend_check
+        self._observers = LeaseObservers()
+        self.stats = ClientStats()
+        # The lease to resume from at the next run, on the machine's clock.
+        self._held: Lease | None = lease
+        # The lease the callback last applied (Trio clock); a lease given to the constructor was
+        # applied by whoever saved it (the previous process).
+        self._applied: Lease | None = lease
+        self._last_hwaddr: bytes | None = None
+        self._machine: Machine | None = None
+        self._wake: trio.MemorySendChannel[bytes | None] | None = None
+        self._commands: list[Callable[[float], None]] = []
+        self._logged: set[str] = set()
+        self._log = _log
+        # Suspend detection: (trio time, boot time) at the first run, and the suspended total.
+        self._reference: tuple[float, float] | None = None
+        self._reference_clock: object = None
+        self._skew = 0.0
+        self._clock: Callable[[], float] = time.monotonic
+        self._signalled = False
+        self._transports: dict[IPv4Address | None, _Open] = {}
+        self._machine_drops_seen: Counter[str] = Counter()
+        # The carrier as last reported by `set_carrier` (linkwatch); a run starts with it.
+        self._carrier = AsyncBool(True)
+
+    # -- observers ----------------------------------------------------------------------------
+
+    @property
+    def lease(self) -> Lease | None:
+        """The lease the client holds and relies on (callback applied), or None."""
+        return self._observers.lease
+
+    @property
+    def state(self) -> State:
+        """The machine's state (STOPPED between runs)."""
+        return State.STOPPED if self._machine is None else self._machine.state
+
+    @property
+    def drops(self) -> Mapping[str, int]:
+        """Datagrams dropped so far, by reason (see `ClientStats.drops`)."""
+        return self.stats.drops
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[LeaseEvent]:
+        """Subscribe to lease events; the latest event comes first (see `dhcp4c.shell.observe`).
+
+        A slow subscriber never stalls the client: it gets the latest event, with `missed`
+        counting the ones it skipped.
+        """
+        return self._observers.subscribe()
+
+    @property
+    def latest(self) -> AsyncValue[LeaseEvent | None]:
+        """The latest lease event (None before the first) as a trio-util `AsyncValue`.
+
+        For waiting on a state, `await client.latest.wait_value(predicate)`, or for composing
+        several clients' states (`trio_util.compose_values`). Only the client assigns it.
+        """
+        return self._observers.value
+
+    async def wait_bound(self) -> Lease:
+        """Wait until the client holds a lease and return it.
+
+        Returns:
+            The lease once its callback has applied it; at once (after a checkpoint) when one is
+            held already. Built on `latest.wait_value`: the lease returned may have been renewed
+            or lost again by the time the caller runs.
+        """
+        return await self._observers.wait_lease()
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def decline(self) -> None:
+        """Report that the bound address is in use by another host (RFC 2131 §3.1 step 5).
+
+        The running loop sends DHCPDECLINE, loses the lease (callback, then a "lost" event with
+        reason "declined") and waits at least `decline_wait` before discovering again.
+
+        Raises:
+            InvalidTransition: not running, or not BOUND/RENEWING/REBINDING.
+        """
+        if self._machine is None or self._machine.state not in _DECLINABLE:
+            raise InvalidTransition(f"decline in {self.state.name}")
+        self._command(self._do_decline)
+
+    def link_down(self) -> None:
+        """Report that the link lost its carrier: no transmissions until `link_up()`."""
+        self._command(lambda now: self._machine_or_fail().link_down(now))
+
+    def link_up(self) -> None:
+        """Report that the link has its carrier again: verify the lease, or discover now."""
+        self._command(lambda now: self._machine_or_fail().link_up(now))
+
+    def _machine_or_fail(self) -> Machine:
+        assert self._machine is not None
+        return self._machine
+
+    def _do_decline(self, now: float) -> None:
+        machine = self._machine_or_fail()
+        if machine.state in _DECLINABLE:
+            machine.decline(now)
+
+    def _command(self, command: Callable[[float], None]) -> None:
+        if self._wake is None:
+            raise InvalidTransition(f"{self.interface}: the client is not running")
+        self._commands.append(command)
+        # When the queue is full the loop has datagrams to read; it runs commands before each.
+        with contextlib.suppress(trio.WouldBlock):
+            self._wake.send_nowait(None)
+
+    # -- link changes (for dhcp4c.linux.linkwatch)
+    # --------------------------------------------------
+
+    @property
+    def hwaddr(self) -> bytes | None:
+        """The hardware address in use: the configured one, else the last one read (or None)."""
+        return self._hwaddr if self._hwaddr is not None else self._last_hwaddr
+
+    @property
+    def carrier(self) -> AsyncBool:
+        """The carrier as last reported by `set_carrier` (True until then), an `AsyncBool` to
+        wait on (`await client.carrier.wait_value(True)`); change it with `set_carrier` only."""
+        return self._carrier
+
+    def set_carrier(self, up: bool) -> None:
+        """Report the link's carrier, whether the client is running or not.
+
+        Remembered across runs: a run that starts while the carrier is down starts with the
+        link down (nothing is sent until the carrier comes back). While running, the same as
+        `link_up()` / `link_down()`.
+        """
+        self._carrier.value = up
+        if self._wake is not None:
+            (self.link_up if up else self.link_down)()
+
+    async def forget(self, reason: str, *, hwaddr: bytes | None = None) -> None:
+        """Between runs, drop the lease as lost and optionally change the hardware address.
+
+        Runs the callback with `(old, None)` and publishes a "lost" event with `reason` when a
+        lease is held, so nothing relies on an address the next run will not verify. With
+        `hwaddr`, the next run uses that address (a new client to the server: RFC 2131 §4.2
+        keys bindings by client identifier or chaddr).
+
+        Raises:
+            RuntimeError: while running.
+            Exception: whatever the lease callback raised.
+        """
+        if self._wake is not None:
+            raise RuntimeError(f"{self.interface}: cannot forget the lease while running")
+        if hwaddr is not None:
+            self._hwaddr = hwaddr
+        self._held = None
+        await self._apply(None, reason)
+
+    # -- the runnable -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the client until cancelled (a supervisor runnable).
+
+        Signals `Signal.HEALTHY` once a lease is bound when run under a supervisor. Returns
+        only by cancellation, after sending DHCPRELEASE when `release_on_stop` is set. With
+        `await nursery.start(client.run)`, returns to the caller once the start is carried out:
+        the first DISCOVER or INIT-REBOOT REQUEST is sent (nothing while the carrier is down),
+        so that the caller can do slower work while the server answers.
+
+        Raises:
+            OSError: the interface cannot be read or its broadcast socket opened.
+            Exception: whatever the lease callback raised.
+            RuntimeError: when already running.
+        """
+        if self._wake is not None:
+            raise RuntimeError(f"{self.interface}: client already running")
+        self._log = _node_logger() or _log
+        machine = self._new_machine()
+        self.stats.runs += 1
+        self._signalled = False
+        wake_send, wake_receive = trio.open_memory_channel[bytes | None](_QUEUE)
+        self._wake = wake_send
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    await self._loop(machine, nursery, wake_receive, task_status)
+                except trio.Cancelled:
+                    with trio.CancelScope(shield=True) as scope:
+                        scope.deadline = trio.current_time() + _STOP_TIMEOUT
+                        await self._stop(machine, nursery)
+                    raise
+                finally:
+                    self._close_all(nursery, wait=False)
+                    nursery.cancel_scope.cancel()
+        except BaseException as error:
+            # The loop runs in the nursery's body, so Trio wraps its exception in a group:
+            # callers (the command, a supervisor's log) deserve the callback's error itself.
+            inner = getattr(error, "exceptions", None)
+            if inner is not None and len(inner) == 1 and isinstance(inner[0], Exception):
+                raise inner[0] from None
+            raise
+        finally:
+            self._close_all(None, wait=True)
+            self._held = machine.lease
+            self._machine = None
+            self._wake = None
+            self._commands.clear()
+
+    def _new_machine(self) -> Machine:
+        if self._hwaddr is not None:
+            hwaddr = self._hwaddr
+            mtu = self._mtu if self._mtu is not None else 1500
+        else:
+            hwaddr, probed = interface_info(self.interface)
+            mtu = self._mtu if self._mtu is not None else probed
+        if self._last_hwaddr is not None and hwaddr != self._last_hwaddr:
+            # A new hardware address is a new client to the server: its lease is not ours.
+            self._log.info("%s: hardware address changed, forgetting the lease", self.interface)
+            self._held = None
+        self._last_hwaddr = hwaddr
+        config = dict(self._config)
+        config.setdefault("max_message_size", MachineConfig.max_message_size_for_mtu(mtu))
+        machine_config = MachineConfig(hwaddr=hwaddr, interface=self.interface, **config)
+        self._setup_clocks()
+        machine = Machine(
+            machine_config,
+            rng=self._rng,
+            lease=self._held,
+            link_up=self._carrier.value,
+        )
+        self._machine = machine
+        self._machine_drops_seen = Counter()
+        return machine
+
+    def _setup_clocks(self) -> None:
+        boottime = self._boottime
+        if boottime is None:
+            testing = sys.modules.get("trio.testing")  # imported by whoever made a MockClock
+            if testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock):
+                # A mock clock has no relation to the host's: there is no suspend to detect.
+                boottime = trio.current_time
+            else:
+
+                def boottime() -> float:
+                    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+        self._clock = boottime
+        clock = trio.lowlevel.current_clock()
+        if self._reference is None or self._reference_clock is not clock:
+            # The first run, or a run under another `trio.run` (another Trio clock).
+            self._reference = (trio.current_time() + self._skew, boottime())
+            self._reference_clock = clock
+
+    def _now(self) -> float:
+        """The machine's clock: the Trio clock plus the suspend time detected so far."""
+        now = trio.current_time()
+        assert self._reference is not None
+        trio_start, boot_start = self._reference
+        measured = (self._clock() - boot_start) - (now - trio_start)
+        if measured - self._skew >= _SUSPEND_THRESHOLD:
+            self._log.info(
+                "%s: host was suspended for %.1f s; checking the lease",
+                self.interface,
+                measured - self._skew,
+            )
+            self._skew = measured
+            self.stats.suspended = measured
+        return now + self._skew
+
+    def _trio_time_for(self, deadline: float) -> float:
+        """The earliest Trio time at which the machine's clock has reached `deadline`.
+
+        `deadline - skew` can round to a time whose `now + skew` is a hair short of `deadline`:
+        the timer would fire, the machine would find it early and the loop would spin (forever
+        on a mock clock, which then never advances).
+        """
+        wake = deadline - self._skew
+        while wake + self._skew < deadline:
+            wake = math.nextafter(wake, math.inf)
+        return wake
+
+    async def _loop(
+        self,
+        machine: Machine,
+        nursery: trio.Nursery,
+        datagrams: trio.MemoryReceiveChannel[bytes | None],
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        machine.start(self._now())
+        await self._carry_out(machine, nursery)
+        task_status.started()
+        while True:
+            while self._commands:
+                self._commands.pop(0)(self._now())
+                await self._carry_out(machine, nursery)
+            machine.handle_timer(self._now())
+            await self._carry_out(machine, nursery)
+            deadline = machine.next_deadline()
+            wake = math.inf if deadline is None else self._trio_time_for(deadline)
+            if machine.lease is not None:
+                wake = min(wake, trio.current_time() + self._suspend_check)
+            with trio.move_on_at(wake):
+                data = await datagrams.receive()
+                if data is not None:
+                    self._receive(machine, data)
+                    await self._carry_out(machine, nursery)
+
+    def _receive(self, machine: Machine, data: bytes) -> None:
+        self.stats.received += 1
+        try:
+            message = Message.parse(data)
+        except MessageError as error:
+            self._dropped("malformed", str(error))
+            return
+        machine.receive(message, self._now())
+        seen = self._machine_drops_seen
+        for reason, count in machine.drops.items():
+            if count > seen[reason]:
+                self._dropped(reason, f"xid {message.xid:#010x}", count - seen[reason])
+                seen[reason] = count
+
+    def _dropped(self, reason: str, detail: str, count: int = 1) -> None:
+        self.stats.drops[reason] += count
+        if reason not in self._logged:
+            self._logged.add(reason)
+            self._log.info(
+                "%s: dropped a datagram (%s: %s); further drops for this reason are only counted",
+                self.interface,
+                reason,
+                detail,
+            )
+
+    # -- carrying actions out -----------------------------------------------------------------
+
+    async def _carry_out(self, machine: Machine, nursery: trio.Nursery) -> None:
+        for action in machine.pop_actions():
+            await self._act(action, nursery)
+        if machine.state in _RELIED and machine.lease is not None:
+            if self.lease is None:
+                # Verified without an event: a lease given to the constructor that the machine
+                # resumed by its timers after an unanswered INIT-REBOOT (RFC 2131 §3.2).
+                await self._apply(machine.lease, None)
+            if not self._signalled:
+                self._signalled = True
+                _signal_healthy(self._log)
+        self._reconcile(machine, nursery)
+
+    async def _act(self, action: Action, nursery: trio.Nursery) -> None:
+        if isinstance(action, Send):
+            await self._send(action, nursery)
+        elif isinstance(action, LeaseBound | LeaseRenewed):
+            await self._apply(action.lease, None)
+        elif isinstance(action, LeaseChanged):
+            await self._apply(action.new, None)
+        else:
+            assert isinstance(action, LeaseLost)
+            await self._apply(None, action.reason)
+
+    async def _apply(self, held: Lease | None, reason: str | None) -> None:
+        """Run the callback for the lease now held (machine clock), then tell observers."""
+        new = _shift(held, -self._skew)
+        if self._callback is not None and not (new is None and self._applied is None):
+            await self._callback(self._applied, new)
+        self._applied = new
+        old = self.lease
+        if new is None:
+            if old is not None:
+                self._observers.publish(LeaseEventKind.LOST, None, old, reason)
+                self._log.info("%s: lost %s (%s)", self.interface, old.address, reason)
+            return
+        if old is None:
+            kind = LeaseEventKind.BOUND
+        elif old.same_configuration(new):
+            kind = LeaseEventKind.RENEWED
+        else:
+            kind = LeaseEventKind.CHANGED
+        self._observers.publish(kind, new, old)
+        self._log.info(
+            "%s: %s %s from %s for %.0f s",
+            self.interface,
+            kind.value,
+            new.address,
+            new.server_id,
+            new.remaining(trio.current_time()),
+        )
+
+    async def _send(self, action: Send, nursery: trio.Nursery) -> None:
+        message = action.message
+        key = None if message.ciaddr == _UNSPECIFIED else message.ciaddr
+        transport = self._open(key, nursery)
+        kind = message.message_type
+        name = kind.name if kind is not None else "?"
+        try:
+            await transport.send(message.build(), action.destination)
+        except OSError as error:
+            # The retransmission timer tries again; a dead interface is the supervisor's
+            # (or the link watcher's) business, not a reason to die here.
+            self.stats.errors["send"] += 1
+            self._log.warning("%s: cannot send %s: %s", self.interface, name, error)
+            return
+        self.stats.sent[name] += 1
+
+    def _open(self, key: IPv4Address | None, nursery: trio.Nursery) -> Transport:
+        """The transport for `key` (None: broadcast), opened if needed."""
+        if key in self._transports:
+            return self._transports[key].transport
+        if key is not None:
+            try:
+                transport = self._factory(self.interface, key)
+            except OSError as error:
+                # Typically EADDRNOTAVAIL: the address is not configured (no kernel callback).
+                self.stats.errors["unicast-open"] += 1
+                if "unicast-open" not in self._logged:
+                    self._logged.add("unicast-open")
+                    self._log.warning(
+                        "%s: cannot bind to %s (%s); using the packet socket",
+                        self.interface,
+                        key,
+                        error,
+                    )
+                return self._open(None, nursery)
+        else:
+            transport = self._factory(self.interface, None)
+        opened = self._transports[key] = _Open(transport)
+        nursery.start_soon(self._receiver, opened)
+        return transport
+
+    def _wanted(self, machine: Machine) -> tuple[bool, IPv4Address | None]:
+        """Whether the state listens at all, and on which transport (None: broadcast)."""
+        state = machine.state
+        if state in _BROADCAST_STATES:
+            return True, None
+        if state in _UNICAST_STATES:
+            assert machine.lease is not None
+            address = machine.lease.address.ip
+            # When the unicast socket could not be bound, the packet socket stands in for it.
+            return True, address if address in self._transports else None
+        return False, None
+
+    def _reconcile(self, machine: Machine, nursery: trio.Nursery) -> None:
+        listen, wanted = self._wanted(machine)
+        for key in [key for key in self._transports if not listen or key != wanted]:
+            self._close(self._transports.pop(key), nursery)
+        if listen and wanted not in self._transports:
+            self._open(wanted, nursery)
+
+    async def _receiver(self, opened: _Open) -> None:
+        transport = opened.transport
+        with opened.scope:
+            while True:
+                try:
+                    data = await transport.receive()
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return
+                except OSError as error:
+                    self.stats.errors["receive"] += 1
+                    self._log.warning("%s: receive failed: %s", self.interface, error)
+                    await trio.sleep(1.0)  # a persistent error must not spin the loop
+                    continue
+                wake = self._wake
+                if wake is None:
+                    return
+                await wake.send(data)
+
+    def _close(self, opened: _Open, nursery: trio.Nursery | None) -> None:
+        opened.scope.cancel()
+        transport = opened.transport
+        frame_drops = getattr(transport, "drops", None)
+        if isinstance(frame_drops, Counter):
+            for reason, count in frame_drops.items():
+                self.stats.drops[f"frame-{reason}"] += count
+        aclose = getattr(transport, "aclose", None)
+        if nursery is not None and aclose is not None:
+            # Closing a packet socket waits for an RCU grace period (~10 ms): in a worker thread
+            # (BroadcastTransport.aclose), not in the protocol loop.
+            nursery.start_soon(aclose)
+        else:
+            transport.close()
+
+    def _close_all(self, nursery: trio.Nursery | None, *, wait: bool) -> None:
+        while self._transports:
+            _key, opened = self._transports.popitem()
+            self._close(opened, None if wait else nursery)
+
+    async def _stop(self, machine: Machine, nursery: trio.Nursery) -> None:
+        """Leave the protocol on cancellation: DHCPRELEASE and the callback if configured."""
+        if machine.state is State.STOPPED:
+            return
+        machine.stop(self._now())
+        for action in machine.pop_actions():
+            await self._act(action, nursery)
+
+
+def _node_logger() -> logging.Logger | None:
+    """The calling runnable's logger when run under a supervisor, else None."""
+    runtime = sys.modules.get("supervisor.runtime")
+    if runtime is None:
+        return None  # nothing imported the supervisor: we cannot be running under it
+    try:
+        logger: logging.Logger = runtime.logger()
+    except RuntimeError:
+        return None
+    return logger
+
+
+def _signal_healthy(log: logging.Logger) -> None:
+    """Signal HEALTHY to the supervisor running us, if any."""
+    runtime = sys.modules.get("supervisor.runtime")
+    if runtime is None:
+        return  # not imported, so not supervised; importing it here would cost ~80 ms
+    try:
+        runtime.dn()
+    except RuntimeError:
+        return  # not called from a supervised runnable
+    from supervisor.states import Signal
+
+    try:
+        runtime.signal(Signal.HEALTHY)
+    except RuntimeError as error:
+        # An embedding runnable signalled already: its business, not a reason to die.
+        log.debug("not signalling HEALTHY: %s", error)
