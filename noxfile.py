@@ -59,4 +59,4 @@ def fuzz(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """A real lease in a private pair of network namespaces (needs root)."""
     session.install("-e", ".")
-    session.run("dhcp4c", "demo", *session.posargs)
+    session.run("dhcp4c-demo", *session.posargs)

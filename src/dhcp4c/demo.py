@@ -1,22 +1,16 @@
-"""`dhcp4c demo`: a real lease, renewals included, in a private pair of network namespaces.
+"""`dhcp4c-demo` (`python -m dhcp4c.demo`): a real lease, renewed and released, in namespaces.
 
-What it does, in order:
-
-1. creates two network namespaces (`dhcp4cdemo-<pid>-<n>-server` and `...-client`) joined by a
-   veth pair, the server end carrying 192.0.2.1/24 (TEST-NET-1, RFC 5737);
-2. starts a DHCP server on the server end: dnsmasq when installed (it refuses leases under 120 s,
-   so T1/T2 are sent explicitly with options 58/59), else the project's in-process server
-   (`dhcp4c.testing.server`) with a short lease;
-3. runs the `dhcp4c` command in the client namespace (`ip netns exec`, `--json --release`) and
-   prints each lease event as it comes, with the address and routes the kernel then holds;
-4. after `--duration` seconds stops the client with SIGTERM (it releases the lease) and removes
-   everything it made: the client, the server, both namespaces (and with them the veth pair) and
-   its temporary directory, also on Ctrl-C or an error.
+It creates two network namespaces (`dhcp4cdemo-<pid>-<n>-server` and `...-client`) joined by a
+veth pair, the server end on 192.0.2.1/24 (TEST-NET-1, RFC 5737); starts dnsmasq there when it is
+installed (with T1/T2 sent as options 58/59: it refuses leases under 120 s), else the in-process
+`dhcp4c.testing.server`; runs the `dhcp4c` command in the client namespace (`--json --release`)
+and prints each lease event with the address and routes the kernel then holds. After `--duration`
+seconds it stops the client with SIGTERM (which releases the lease). Invariant: everything it made
+(client, server, namespaces, temporary directory) is removed on every exit, Ctrl-C and errors too.
 
 Exit codes: 0 when a lease was bound (and renewed, if the duration allowed a renewal), 1 when not,
-5 without root, 130 on Ctrl-C.
+2 on bad usage, 5 without root, 130 on Ctrl-C.
 """
-
 from __future__ import annotations
 
 import os
@@ -52,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="dhcp4c demo",
+        prog="dhcp4c-demo",
         description="Get, renew and release a real lease in a private pair of network namespaces "
         "(needs root). Everything it creates is removed on exit, also on Ctrl-C.",
     )
@@ -100,14 +94,14 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run the demo; return the exit code."""
-    settings = _settings(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; return its exit code (the console script passes it to `sys.exit`)."""
+    settings = _settings(sys.argv[1:] if argv is None else argv)
     from dhcp4c.testing.netns import netns_available
 
     reason = netns_available()
     if reason is not None:
-        print(f"dhcp4c demo: error: cannot create network namespaces: {reason}", file=sys.stderr)
+        print(f"dhcp4c-demo: error: cannot create network namespaces: {reason}", file=sys.stderr)
         return 5
     import tempfile
 
@@ -131,7 +125,7 @@ def main(argv: Sequence[str]) -> int:
         while len(getattr(leaf, "exceptions", ())) == 1:  # Trio's single-error groups
             leaf = leaf.exceptions[0]  # type: ignore[attr-defined]
         if isinstance(leaf, (NetnsError, OSError, RuntimeError)):
-            print(f"dhcp4c demo: error: {leaf}", file=sys.stderr)
+            print(f"dhcp4c-demo: error: {leaf}", file=sys.stderr)
             return 1
         raise
 
@@ -336,3 +330,7 @@ def _show_kernel(namespace: Namespace, tmp: Path) -> None:
             line for line in resolv.read_text().splitlines() if line and not line.startswith("#")
         )
         _say(f"           resolv.conf: {text}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,7 +1,7 @@
-"""`dhcp4c demo`: a lease with renewals in private namespaces, and nothing left behind.
+"""`dhcp4c-demo`: a lease with renewals in private namespaces, and nothing left behind.
 
-The demo is run as a subprocess (`python -m dhcp4c demo`), the way the README tells people to
-run it, with a short duration and T1 so that renewals show within seconds.
+The demo is run as a subprocess (`python -m dhcp4c.demo`, what the `dhcp4c-demo` script runs),
+with a short duration and T1 so that renewals show within seconds.
 """
 
 from __future__ import annotations
@@ -12,19 +12,21 @@ import signal
 import subprocess
 import sys
 import time
+from importlib.metadata import entry_points
 
 import pytest
 
+from dhcp4c.demo import main as demo_main
 from dhcp4c.testing import dnsmasq
 from dhcp4c.testing.netns import list_namespaces, require_netns
 
-DEMO = (sys.executable, "-m", "dhcp4c", "demo")
+DEMO = (sys.executable, "-m", "dhcp4c.demo")
 NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all")
 
 
 def demo(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dhcp4c", "demo", *args],
+        [*DEMO, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -47,6 +49,26 @@ def gone(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_the_console_script_runs_the_demo() -> None:
+    (script,) = entry_points(group="console_scripts", name="dhcp4c-demo")
+    assert script.value == "dhcp4c.demo:main"
+    assert script.load() is demo_main
+
+
+def test_the_command_has_no_demo_subcommand() -> None:
+    # "demo" is an interface name like any other: the command's usage, not the demo's options.
+    result = subprocess.run(
+        [sys.executable, "-m", "dhcp4c", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: dhcp4c ")
+    assert "--duration" not in result.stdout
 
 
 def test_help_lists_the_options() -> None:
@@ -93,7 +115,7 @@ def test_demo_binds_renews_releases_and_cleans_up(server: str) -> None:
 def test_interrupted_demo_removes_everything() -> None:
     require_netns()
     process = subprocess.Popen(
-        [sys.executable, "-m", "dhcp4c", "demo", "--duration", "60"],
+        [*DEMO, "--duration", "60"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -133,5 +155,5 @@ def test_demo_without_root_says_so() -> None:
     )
     assert result.returncode == 5
     assert result.stderr.strip().splitlines() == [
-        "dhcp4c demo: error: cannot create network namespaces: network namespace tests need root"
+        "dhcp4c-demo: error: cannot create network namespaces: network namespace tests need root"
     ]

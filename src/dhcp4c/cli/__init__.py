@@ -1,7 +1,6 @@
 """The `dhcp4c` command: one DHCPv4 client per interface under one supervision tree.
 
     dhcp4c [options] IFACE...      get and keep a lease on each interface (configure the kernel)
-    dhcp4c demo [options]          a real lease in a private pair of network namespaces
 
 This module owns the command line: parsing and validating arguments, checking the interfaces
 and privileges before anything starts, logging, lease events as text (stderr) or JSON (stdout),
@@ -80,8 +79,6 @@ exit codes:
   4    no such interface, or not usable (no hardware address)
   5    missing privileges (needs CAP_NET_RAW, CAP_NET_ADMIN, CAP_NET_BIND_SERVICE)
   130  SIGINT, 143 SIGTERM before --once got its lease
-
-An interface literally named "demo" is reached with `dhcp4c -- demo`.
 """
 
 # Capability bits (include/uapi/linux/capability.h).
@@ -152,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dhcp4c",
         description="A DHCPv4 client (RFC 2131): get and keep a lease on each interface, and "
-        "configure the kernel with it. `dhcp4c demo --help` for the self-contained demo.",
+        "configure the kernel with it. `dhcp4c-demo --help` for the self-contained demo.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -858,10 +855,6 @@ def _fail(message: str, code: int) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code (the console script passes it to `sys.exit`)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["demo"]:
-        from dhcp4c import demo
-
-        return demo.main(arguments[1:])
     try:
         settings = parse(arguments)
         check_privileges(settings)
