@@ -7,7 +7,7 @@ The packet socket attaches it (see `packet.py`); the tests run it through a smal
 The program runs on an AF_PACKET SOCK_DGRAM socket, where offset 0 is the IPv4 header (the
 link-layer header is already stripped). It accepts exactly the IPv4 packets that are UDP, not a
 fragment (MF clear and offset zero) and addressed to the client port, as udhcpc's filter does, and
-adds the version check. The userspace checks in `ipudp.parse_datagram` remain the contract: the
+adds the version check. The userspace checks in `frames.parse_datagram` remain the contract: the
 filter only keeps the socket quiet on a busy link.
 """
 

@@ -1,21 +1,18 @@
 """The broadcast transport: IPv4/UDP over an AF_PACKET socket with a classic BPF filter.
 
-Used while the client has no usable address (INIT, SELECTING, REQUESTING, INIT-REBOOT/REBOOTING):
-it sends from 0.0.0.0:68 to 255.255.255.255:67 in a link-layer broadcast (RFC 2131 §4.1) and
-receives every reply to port 68 whatever its IP destination (the offered address, or broadcast).
+The shell listens on it while the client has no usable address (SELECTING, REQUESTING,
+REBOOTING; in INIT, INIT-REBOOT and BOUND no socket is open), opens one to send a message whose
+ciaddr is 0 (a DECLINE), and falls back to it when the UDP socket cannot be bound. It sends from
+0.0.0.0:68 to 255.255.255.255:67 in a link-layer broadcast (RFC 2131 §4.1) and receives every
+reply to port 68 whatever its IP destination (the offered address, or broadcast).
 
 Invariants:
 - One socket per transport, opened in the constructor, closed by `close()` / `aclose()`
-  (idempotent) or on leaving the `with` / `async with` block; a constructor that fails closes
-  what it opened.
-- The socket is created with protocol 0 (it receives nothing), the filter is attached, and only then
-  is it bound with ETH_P_IP to the interface: no unfiltered packet is ever queued. Creating it with
-  `htons(ETH_P_IP)` instead registers a protocol hook that `bind` must then unregister, waiting
-  for an RCU grace period: 8–24 ms to open (measured in issue #4, ~8 ms here); this way opening
-  costs ~0.05 ms. Closing costs a grace period either way (~13 ms here), hence `aclose()`, which
-  waits in a worker thread instead of stalling the Trio loop.
-- `receive()` returns only payloads that passed `ipudp.parse_datagram`; everything else is dropped
-  and counted in `drops` by reason.
+  (idempotent) or on leaving the `with` / `async with` block; a failing constructor closes it.
+- The socket is created with protocol 0 (it receives nothing), the filter is attached, and only
+  then is it bound with ETH_P_IP to the interface: no unfiltered packet is ever queued.
+- `receive()` returns only payloads that passed `frames.parse_datagram`; everything else is
+  dropped and counted in `drops` by reason. Why protocol 0 and `aclose()`: docs/design.md.
 """
 
 from __future__ import annotations
@@ -162,8 +159,8 @@ class BroadcastTransport(AsyncClosing):
         """Close the socket in a worker thread; idempotent.
 
         Closing a packet socket waits for an RCU grace period in the kernel (`synchronize_net()`
-        in `packet_release`, ~10 ms measured on a veth), whatever protocol it was opened with;
-        `close()` would stall the whole Trio loop for that long, this only the calling task.
+        in `packet_release`), whatever protocol it was opened with; `close()` would stall the
+        whole Trio loop for that long, this only the calling task.
         """
         if self._closed:
             await trio.lowlevel.checkpoint()

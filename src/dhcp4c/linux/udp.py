@@ -1,8 +1,11 @@
-"""The unicast transport: a kernel UDP socket bound to the leased address on one interface.
+"""The unicast transport: a kernel UDP socket on port 68, bound to one interface.
 
-Used once the client holds an address (BOUND's RENEWING, and REBINDING's broadcasts, RFC 2131
-§4.4.5): the kernel builds the headers and routes, and SO_BINDTODEVICE keeps traffic on the
-interface the lease belongs to even when another interface has a route to the server.
+The shell uses it in RENEWING and REBINDING, once the lease's address is configured: it binds
+the wildcard address 0.0.0.0:68 with SO_BINDTODEVICE (a NAK is broadcast, RFC 2131 §4.1, and a
+socket bound to the leased address would never see it), sends unicast to the server (RENEWING)
+or to 255.255.255.255 (REBINDING, SO_BROADCAST), and the kernel builds the headers, routes and
+sends from the leased address. SO_BINDTODEVICE keeps traffic on the lease's interface even when
+another interface has a route to the server.
 
 Invariants: one socket per transport, opened in the constructor (a failing constructor closes
 it), closed by `close()` (idempotent) or on leaving the `with` block.
@@ -28,15 +31,16 @@ class UnicastTransport(AsyncClosing):
 
     Args:
         ifname: the interface, in the network namespace of the calling thread.
-        address: the local address to bind (the leased address; 0.0.0.0 binds all addresses).
+        address: the local address to bind; the shell passes 0.0.0.0 (every address of the
+            interface, so broadcast NAKs arrive too), a specific address would see only
+            datagrams sent to it.
 
     Raises:
         OSError: when the socket cannot be set up (no such interface, address not configured,
             port 68 taken without SO_REUSEADDR).
 
-    Trade-off: bound to the leased address, the socket does not see replies broadcast to
-    255.255.255.255; servers unicast to a client that has a `ciaddr` (RFC 2131 §4.1), and the
-    broadcast transport covers the states without one.
+    Trade-off: the kernel's UDP stack does the framing and routing, but it can send only from
+    a configured address, so this transport serves only the states that hold one.
     """
 
     def __init__(self, ifname: str, address: IPv4Address) -> None:
