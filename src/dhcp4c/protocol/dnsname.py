@@ -1,19 +1,12 @@
 """DNS name validation for values that come from the wire (pure).
 
-Owns the one rule every name from a DHCP server must pass before it is written anywhere (a
-resolv.conf, a log line meant for parsing, a hostname): the "preferred name syntax" of RFC 1035
-§2.3.1 as relaxed by RFC 1123 §2.1 (a label may start with a digit). A name is a sequence of labels
-separated by dots; each label is 1..63 letters, digits or hyphens and neither starts nor ends with a
-hyphen; the whole name is at most 253 characters (255 octets on the wire, RFC 1035 §3.1, minus the
-length octets); one trailing dot (an explicitly rooted name) is accepted and removed.
-
-Why so strict: option 15 (domain name), option 12 (host name) and option 119 (search list) are
-free-form bytes. dhclient's hook scripts evaluated them in a shell (CVE-2011-0997) and
-NetworkManager's did too (CVE-2018-1111, a `;` or `'` in option 15 ran as root); a newline in
-option 15 would add a line of the attacker's choosing to a resolv.conf. Whitespace, newlines, `;`,
-quotes, control characters and non-ASCII letters are therefore never valid here, and there is no
-escaping: a name that fails is dropped, never repaired. Underscores are refused too (they are legal
-in DNS data but not in host names or search domains, RFC 952).
+Owns the one rule every name from a DHCP server passes before it is written anywhere (a
+resolv.conf, a hook's environment, a log line): RFC 1035 §2.3.1's preferred name syntax as
+relaxed by RFC 1123 §2.1. Labels of 1..63 letters, digits or hyphens, neither starting nor ending
+with a hyphen, joined by dots; at most 253 characters (RFC 1035 §3.1); one trailing dot is
+accepted and removed. Whitespace, `;`, quotes, control characters, underscores and non-ASCII are
+never valid, and nothing is escaped: a name that fails is dropped, never repaired. Why so strict:
+docs/design.md, "Values from the wire".
 """
 
 from __future__ import annotations

@@ -1,25 +1,17 @@
 """The Lease value: what a DHCPACK grants, made safe to use.
 
-This module owns the translation from an accepted DHCPACK into a `Lease`: the address with its
-prefix, absolute timers, and the configuration the embedding code applies (routes, DNS, MTU). It is
-pure: times come in as `obtained: float` (the Trio clock), randomness as an injected
-`random.Random`.
+Owns the translation of an accepted DHCPACK into a `Lease`: the address with its prefix,
+absolute timers and the configuration the embedding code applies (routes, DNS, MTU). Pure: times
+come in as `obtained: float` on the caller's clock, randomness as an injected `random.Random`.
 
 Invariants of every `Lease` built here:
-
 - `obtained < t1 < t2 < expiry`, whatever the server sent (RFC 2131 §4.4.5 defaults, clamped).
-- `routes` is sanitised the way Monogon's `lease.go` does it: a gateway must be unicast and on-link
-  (inside the assigned subnet or inside the destination of a route kept before it); routes towards
-  loopback, multicast, "this network" or reserved space, routes shadowing the subnet route and
-  duplicate destinations are dropped. Option 121 overrides options 3 and 33 (RFC 3442). Only the
-  first `MAX_ROUTES` routes a server sends are considered (a hostile 64 KiB reply must not cost
-  seconds or flood the routing table).
-- `routers`/`dns_servers` hold only usable unicast addresses, without duplicates, from the first
-  `MAX_SERVERS` the server sent.
-
-Malformed optional options (for example a truncated option 121) are treated as absent rather than
-failing the whole lease; the machine drops replies whose essential options (lease time, server
-identifier) are malformed before a `Lease` is built.
+- `routes` are sanitised as Monogon's `lease.go` does: gateways unicast and on-link; no routes to
+  loopback, multicast, "this network" or reserved space, none shadowing the subnet route, no
+  duplicates; option 121 overrides options 3 and 33 (RFC 3442); at most `MAX_ROUTES`.
+- `routers`/`dns_servers` hold usable unicast addresses, without duplicates, from the first
+  `MAX_SERVERS` sent. A malformed optional option counts as absent; the machine drops replies
+  whose essential options (lease time, server identifier) are malformed.
 """
 
 from __future__ import annotations
@@ -64,7 +56,7 @@ TIMER_FUZZ = 0.02
 #: infinite lease still never expires in practice.
 LEASE_TIME_CAP = 0x7FFF_FFFF
 
-#: The most routes a lease keeps (issue #6, hostile servers): a 64 KiB reply can carry ~6000
+#: The most routes a lease keeps, against hostile servers: a 64 KiB reply can carry thousands of
 #: routes in option 121, which would make sanitising (and the routing table) a denial of service.
 #: Real servers send a handful; the routes a server sends past this many are ignored.
 MAX_ROUTES = 256
@@ -242,7 +234,7 @@ def _candidate_routes(options: Options, address: IPv4Interface) -> tuple[Route, 
     # The default route goes via the first router that survives sanitising (Monogon takes the
     # first unicast one; we also skip routers that are not reachable on-link). Checked router by
     # router rather than by sanitising the list again for each: a hostile server's thousands of
-    # unreachable routers must not cost thousands of passes (issue #6).
+    # unreachable routers must not cost thousands of passes.
     if all(route.destination != _DEFAULT_ROUTE for route in kept):
         for router in (_lenient(lambda: options.routers) or ())[:MAX_SERVERS]:
             if (
@@ -264,7 +256,7 @@ def _lenient(get: Callable[[], _T]) -> _T | None:
 
 
 def _unique_usable(addresses: Iterable[IPv4Address]) -> tuple[IPv4Address, ...]:
-    # Only the first MAX_SERVERS addresses are looked at: a 64 KiB reply holds 16000 of them.
+    # Only the first MAX_SERVERS addresses are looked at: a 64 KiB reply holds thousands of them.
     candidates = itertools.islice(addresses, MAX_SERVERS)
     return tuple(dict.fromkeys(a for a in candidates if is_usable_address(a)))
 
@@ -284,7 +276,9 @@ _VOLATILE_OPTIONS = frozenset(
 
 @dataclass(frozen=True)
 class Lease:
-    """An accepted DHCP lease, with absolute times on the Trio clock.
+    """An accepted DHCP lease, with absolute times on the clock of whoever built it.
+
+    The machine builds leases on its own clock; the shell hands them out on the Trio clock.
 
     Attributes:
         address: yiaddr with the prefix from option 1 (classful when absent or invalid).

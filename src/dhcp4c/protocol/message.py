@@ -1,21 +1,15 @@
 """The DHCP message value: parsing, building and the codec's one error type.
 
-This module owns `Message` (an immutable value), `MessageType`, `MessageError` (re-exported from
-`dhcp4c.protocol.options`) and the layout rules of RFC 2131 §2 (figure 1), §3 (magic cookie), §4.1
-(option areas and overload order), RFC 2132 §2 (option TLVs, PAD, END) and RFC 3396 (long and
-split options). Parsing and building run the compiled construct declarations of
-`dhcp4c.protocol.wire`.
-
-Invariants:
-
-* `Message.parse` raises `MessageError` and nothing else, for any bytes: construct's and
-  `struct`'s exceptions are wrapped, and a value cut short by the end of an area is checked for.
-* A parsed message keeps its wire layout (every area's parsed option list with PAD, split
-  instances, a missing END and the bytes after END), and `build()` serialises that layout, so
-  `Message.parse(b).build() == b`. The layout takes no part in equality.
-* A message built through the constructor, or whose options `replace` changed, is laid out
-  canonically: all options in the options area (spilling into `file`/`sname` only when option
-  52 asks for it), values over 255 bytes split per RFC 3396, END written, padded to 300 bytes.
+Owns `Message` (immutable), `MessageType`, `MessageError` (defined in `options`) and the layout
+rules of RFC 2131 §2 (figure 1), §3 (magic cookie), §4.1 (option areas, overload order), RFC 2132
+§2 (TLVs, PAD, END) and RFC 3396 (long and split options), run by the compiled declarations of
+`wire`. Invariants:
+* `Message.parse` raises `MessageError` and nothing else, for any bytes.
+* A parsed message keeps its wire layout (PAD, split instances, a missing END, bytes after END)
+  and `build()` writes it back: `Message.parse(b).build() == b`; layout takes no part in equality.
+* A constructed message, or one whose options `replace` changed, is laid out canonically: all
+  options in the options area (in `file`/`sname` only under option 52), values over 255 bytes
+  split per RFC 3396, END written, padded to 300 bytes.
 * Building never produces bytes that `parse` rejects: the constructor runs the same checks.
 """
 

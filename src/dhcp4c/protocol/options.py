@@ -1,16 +1,12 @@
 """DHCP option codes, the option value declarations (a registry) and the option mapping.
 
-This module owns `OptionCode` (RFC 2132's names), `Options` (per code, the value bytes after
-RFC 3396 concatenation, in first-appearance order; immutable, hashable) and the registry: one
-construct declaration per option code (`declaration(code)`), with a conversion to the typed
-value. `Options.decoded(code)` and the typed accessors read a value through it on access only,
-raising `MessageError` for a malformed value, so a bad value nobody reads never costs the message.
-The framing checks every message must pass (`check_value`: fixed sizes, option 52, the
-sub-option framing of 82/124/125) are derived from the same declarations and run on parse and
-on construction. Other codes can be declared with `register`::
-
-    register(224, Struct("site" / Int16ub, "rack" / Int8ub), name="SITE_LOCATION")
-    options.decoded(224)  # Container(site=..., rack=...)
+Owns `OptionCode` (RFC 2132's names), `Options` (per code, the value bytes after RFC 3396
+concatenation, in first-appearance order; immutable, hashable) and the registry: one construct
+declaration per code (`declaration(code)`) with its conversion to a typed value, extended with
+`register` (docs/options.md). `Options.decoded(code)` and the typed accessors decode on access,
+raising `MessageError` for a malformed value, so a bad value nobody reads costs nothing. The
+framing checks every message passes (`check_value`: fixed sizes, option 52, the sub-option
+framing of 82/124/125) derive from the same declarations and run on parse and construction.
 
 Invariants: keys are 1..254 (PAD and END are framing, not options); values are `bytes`.
 """

@@ -1,23 +1,16 @@
 """The DHCPv4 wire format, declared with construct: these declarations are the codec.
 
-This module owns the declarations of the message layout and their compiled forms:
+* `BootpHeader`: the fixed 236-byte BOOTP header, field for field as RFC 2131 §2 figure 1 draws
+  it, followed in `DhcpHeader` by the magic cookie (RFC 2131 §3, RFC 2132 §2).
+* `Option`: one option (RFC 2132 §2): PAD (0) is the code alone, END (255) the code followed by
+  whatever the area holds after it, every other code is code, length, value.
+* `OptionsArea`: the options of one area to its end; `DhcpMessage` is header plus options area.
+* `ToEnd` (a compiled repeat-to-end that fails on a last item that does not fit, unlike
+  `GreedyRange`) and `Record` (a `Struct` compiled to plain dicts; docs/options.md says why).
 
-* `BootpHeader`: the fixed 236-byte BOOTP header, field for field as RFC 2131 §2 figure 1
-  draws it, followed in `DhcpHeader` by the magic cookie (RFC 2131 §3, RFC 2132 §2).
-* `Option`: one option (RFC 2132 §2): PAD (0) is the code byte alone, END (255) is the code
-  byte followed by whatever the area holds after it, every other code is code, length, value.
-* `OptionsArea`: the options of one area (the `options` field, or `file`/`sname` under option
-  52), to the end of the area; `DhcpMessage` is the header followed by the options area.
-* `ToEnd`: a subcon repeated to the end of the stream, compiled (construct's `GreedyRange` is
-  not, and it drops a last item that does not fit instead of failing); `Record`: a `Struct`
-  compiled to plain dicts (see docs/options.md for why).
-
-`dhcp4c.protocol.message` runs the compiled forms (`compiled()`), compiled once on first use.
-Compiled
-construct raises `struct.error` and `ConstructError`, and a compiled `Bytes(n)` at the end of the
-stream returns fewer than n bytes: `dhcp4c.protocol.message` turns the first two into
-`MessageError` and
-checks the last item's length itself.
+`message` runs the compiled forms (`compiled()`, built once on first use). Compiled construct
+raises `struct.error` and `ConstructError`, and a compiled `Bytes(n)` at the end of the stream
+returns fewer than n bytes: `message` turns the first two into `MessageError` and checks the last.
 """
 
 from __future__ import annotations
