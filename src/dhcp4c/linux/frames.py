@@ -1,17 +1,13 @@
 """IPv4 + UDP framing for the packet-socket transport: pure functions, no sockets.
 
-A client without an address cannot use the kernel's UDP stack to send from 0.0.0.0, nor to
-receive the replies a server unicasts to the client's hardware address and the offered 'yiaddr'
-when the broadcast bit is clear (RFC 2131 §4.1). So the broadcast transport speaks raw IPv4 on an
-AF_PACKET SOCK_DGRAM socket, and this module builds and checks the headers.
-
-Invariants:
+A client without an address cannot send from 0.0.0.0 nor receive replies to the offered address
+through the kernel's UDP stack (RFC 2131 §4.1), so the packet transport speaks raw IPv4 and this
+module builds and checks the headers. Invariants:
 - `build_datagram` emits a complete IPv4 header (RFC 791, no options, not fragmented) and a UDP
-  header (RFC 768) with both checksums filled in; a UDP checksum computing to 0 is sent as 0xffff.
-- `parse_datagram` returns only a well-formed, unfragmented IPv4/UDP datagram addressed to the
-  expected port, with verified checksums; anything else raises `FrameError`, whose `reason` is a
-  short stable string the shell uses as a drop counter key. Nothing else is raised.
-- Bytes past the IPv4 total length (Ethernet minimum-size padding) are ignored.
+  header (RFC 768) with both checksums; a UDP checksum computing to 0 is sent as 0xffff.
+- `parse_datagram` returns only a well-formed, unfragmented IPv4/UDP datagram to the expected
+  port with verified checksums, and raises `FrameError` (a short stable `reason`, the shell's drop
+  counter key) for anything else, nothing else. Bytes past the IPv4 total length are ignored.
 """
 
 from __future__ import annotations

@@ -1,38 +1,16 @@
 """Link changes: the carrier, hardware address and existence of one interface, fed to its client.
 
-This module owns what happens to a client when its link changes under it:
+A pure `LinkTracker` turns `dhcp4c.linux.rtnl.Link` snapshots of one interface into
+`LinkChange`s; `LinkWatch` is its Trio shell (one netlink socket, cancellable, no thread), and
+`dhcp4c.shell.runner.run_interface` runs it with the client in one supervisor node. Carrier down
+and up become `Client.set_carrier` (up verifies a held lease by INIT-REBOOT, RFC 2131 §3.2); a new
+hardware address ends the client's run (lease lost, `HWADDR_CHANGED`) to start anew; the
+interface disappearing or renamed away ends it for good (`INTERFACE_GONE`, the runnable is DONE).
 
-- carrier down: `Client.set_carrier(False)`; the machine stops transmitting (INIT_REBOOT with a
-  lease, INIT without) until the carrier comes back;
-- carrier up: `Client.set_carrier(True)`; with a lease, an INIT-REBOOT REQUEST verifies it at once
-  (RFC 2131 §3.2, "the client may have moved to a new subnet"), without one a DISCOVER;
-- a new hardware address: the client's run ends, its lease is dropped as lost (reason
-  `HWADDR_CHANGED`) and it runs again with the new address, a new client to the server;
-- the interface disappearing (or being renamed away): the client's run ends, its lease is
-  dropped (reason `INTERFACE_GONE`) and the runnable signals DONE: not restarted, while the other
-  interfaces' clients go on.
-
-Three layers, the usual cut: `dhcp4c.linux.rtnl` decodes link messages with pyroute2 (`Link`
-snapshots out, `NetlinkParseError` for anything malformed); a pure `LinkTracker` turns
-snapshots of one interface into `LinkChange`s; and the Trio shell, `LinkWatch` (one netlink
-socket owned by Trio: readable and cancellable for the client's life, no thread) and
-`dhcp4c.shell.runner.run_interface` (a supervisor runnable: the client and the watcher of its
-link in one node).
-
-Invariants:
-- The socket joins RTNLGRP_LINK *before* asking for the interface's state (RTM_GETLINK by
-  name), so no change between the answer and the subscription is missed. Each RTM_NEWLINK is a
-  full snapshot, so the answer and the notifications are handled alike.
-- When the kernel drops notifications (ENOBUFS: our socket buffer overflowed), the watch closes
-  the socket, opens a new one and asks for the state again: whatever the old socket still held
-  is stale, and a fresh snapshot replaces any number of lost changes.
-- Only AF_UNSPEC link messages count: AF_BRIDGE messages about bridge ports (including an
-  RTM_DELLINK when a port leaves its bridge) say nothing about the link's existence.
-- The interface is followed by its index once known: a message for another index is ignored,
-  one carrying another name for ours means it was renamed, which for a client bound to a name
-  is the same as gone.
-- The socket is created in the network namespace `netns` (setns(2) on the calling thread for
-  the `socket()` call only) and stays there for its life.
+Invariants: the socket joins RTNLGRP_LINK before asking for the state, so no change is missed;
+on ENOBUFS it is replaced and the state asked again (a snapshot repairs any loss); only
+AF_UNSPEC link messages count (AF_BRIDGE ones speak of bridge ports); the interface is followed
+by index once known; the socket is created in `netns` and stays there. Why: docs/design.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,16 @@
 """rtnetlink with pyroute2's messages on a Trio socket: what the kernel side asks and is told.
 
-Requests are pyroute2's `ifaddrmsg`, `rtmsg` and `ifinfmsg`; answers and events are decoded by
-its `MarshalRtnl`; every number, flag and layout is pyroute2's. Pure functions build requests
-(`build_*`) and turn decoded messages into `Link`, `Address` or an errno (`parse_*`);
-`RtnlSocket` is a NETLINK_ROUTE socket owned by Trio: every request cancellable, no thread.
+Requests are pyroute2's `ifaddrmsg`, `rtmsg` and `ifinfmsg`, answers are decoded by its
+`MarshalRtnl`. Pure functions build requests (`build_*`) and turn decoded messages into `Link`,
+`Address` or an errno (`parse_*`); `RtnlSocket` is a NETLINK_ROUTE socket owned by Trio.
 
 Invariants:
-- Address requests carry IFA_LOCAL = IFA_ADDRESS (not point-to-point), IFA_BROADCAST up to /30
-  (RFC 3021) and IFA_CACHEINFO with valid = preferred = the remaining lease, rounded down and
-  capped below 0xffffffff, which means "forever" and makes the address IFA_F_PERMANENT (the
-  administrator's, never touched).
-- Every request is answered: its ACK (error 0, or -errno: `NetlinkError(errno)`), a dump's
-  NLMSG_DONE, or the one reply to RTM_GETLINK by name. Answers are matched by sequence number,
-  so whatever a cancelled request left in the socket is discarded by the next one.
-- Replacing (NLM_F_CREATE | NLM_F_REPLACE) updates an address or a route in place: no flap.
-- Bytes pyroute2 cannot decode, framing or attribute lengths that do not fit, and values of the
-  wrong type raise `NetlinkParseError`, never pyroute2's or struct's exceptions.
+- Address requests carry IFA_LOCAL = IFA_ADDRESS, IFA_BROADCAST up to /30 (RFC 3021) and
+  IFA_CACHEINFO valid = preferred = the remaining lease, capped below 0xffffffff ("forever").
+- Every request is answered (its ACK or `NetlinkError(errno)`, a dump's NLMSG_DONE, or the one
+  RTM_GETLINK reply), matched by sequence number, so a cancelled request's leftovers are dropped.
+- Replacing (NLM_F_CREATE | NLM_F_REPLACE) updates an address or a route in place.
+- Anything pyroute2 cannot decode raises `NetlinkParseError`, never pyroute2's or struct's errors.
 - Importing this module imports pyroute2 and does nothing else (no socket, no thread).
 """
 
