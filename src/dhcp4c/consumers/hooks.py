@@ -1,19 +1,15 @@
 """Lease hooks: an operator's executable run on every lease event (`dhcp4c --hook PATH`).
 
-This module owns what a hook receives and how it is run. A hook gets the event as environment
-variables (`VARIABLES`, all named `DHCP4C_*`) and as one JSON object on stdin (`event_document`),
-and the reason as its only argument, like udhcpc's script (`hook bound`). Invariants:
-
-- Every value comes from the sanitised `Lease`; host and domain names that are not valid DNS
-  names (`dhcp4c.protocol.dnsname`) are left out, never repaired, and no value holds a control
-  character:
-  option values reach a hook as data, never as shell text (CVE-2011-0997, CVE-2018-1111).
-- The hook is executed directly (argv list, absolute path, no shell, no PATH lookup), in its own
-  process group, with cwd `/` and a time limit; on timeout the whole group is killed.
-- A hook never stops or delays the client: it consumes lease events as an observer (events are
-  published after the lease callback configured the host), one run at a time per interface; a
-  slow hook sees the latest event with `DHCP4C_MISSED` counting what it skipped. Failures,
-  timeouts and unstartable hooks are logged; nothing here raises into the client.
+Owns what a hook receives and how it is run (docs/hooks.md): the event as `DHCP4C_*` environment
+variables (`VARIABLES`) and one JSON object on stdin (`event_document`), the reason as its only
+argument, like udhcpc's script (`hook bound`). Invariants:
+- Every value comes from the sanitised `Lease`; names that are not valid DNS names are left out,
+  and no value holds a control character: option values reach a hook as data, never shell text.
+- The hook is executed directly (absolute path, no shell, no PATH lookup) in its own process
+  group, with cwd `/` and a time limit; on timeout the whole group is killed.
+- A hook never stops or delays the client: it is an observer (after the lease callback), one run
+  at a time per interface; a slow hook sees the latest event, `DHCP4C_MISSED` counting what it
+  skipped. Failures and timeouts are logged; nothing here raises into the client.
 """
 
 from __future__ import annotations

@@ -1,43 +1,16 @@
 """Lease persistence: one versioned JSON file per interface, written atomically, read defensively.
 
-Owns the on-disk format and the two clock conversions it needs. A lease lives in memory on the Trio
-clock (CLOCK_MONOTONIC: it does not count time spent suspended and restarts at every boot), so the
-file records times on the wall clock instead, together with a sample of CLOCK_BOOTTIME and the
-kernel's boot id taken at the moment of saving:
+Owns the on-disk format (`<lease_dir>/<ifname>.lease`, mode 0600, ASCII JSON, at most 64 KiB;
+the format is in docs/design.md, "The lease file") and the two clock conversions it needs: a
+lease lives in memory on the Trio clock, the file records wall-clock times with a CLOCK_BOOTTIME
+sample and the boot id, and loading ages the lease by the larger of the wall-clock and (same boot
+only) boot-time differences. Only the raw ACK options are stored; the other `Lease` fields are
+re-derived by the code that built the lease, so a file cannot carry what the wire could not.
 
-    wall_time(t) = saved.realtime + (t - trio_now_at_save)
-
-and on loading, with `elapsed` the time since saving,
-
-    trio_time(wall) = trio_now + (wall - saved.realtime) - elapsed
-
-where `elapsed` is the larger of the wall-clock and (same boot only) boot-time differences. Taking
-the larger errs towards a shorter lease: a wall clock stepped back cannot extend a lease, and time
-spent suspended (which CLOCK_BOOTTIME counts) shortens it as it should. After a reboot the boot
-time sample means nothing, so only the wall clock is used, and a wall clock earlier than at saving
-time (an RTC-less board before NTP) makes the age unknown: the lease is then discarded. Invariant:
-a loaded lease never expires later than the saved one would have (RFC 2131 §4.4.5: the client must
-stop using the address at expiry; issue 6: never past its lease, on both clocks).
-
-File format (`<lease_dir>/<ifname>.lease`, mode 0600, ASCII JSON, at most 64 KiB)::
-
-    {"format": "dhcp4c-lease", "version": 1, "interface": "eth0",
-     "hardware_address": "02:00:00:00:00:01", "client_id": "01020000000001" | null,
-     "address": "192.0.2.10/24", "server_id": "192.0.2.1",
-     "saved": {"realtime": 1764300000.5, "boottime": 1234.5, "boot_id": "..."},
-     "obtained": <realtime>, "t1": <realtime>, "t2": <realtime>, "expiry": <realtime> | null,
-     "options": [[1, "ffffff00"], [51, "00000e10"], ...]}
-
-`null` for a time means "never" (a Lease time of +inf; `Lease.from_ack` caps the infinite lease
-time 0xffffffff of RFC 2132 §9.2 to a finite one, so only hand-made leases have it). The options
-are the raw ACK options as hex in their original order; the other Lease fields (routers, routes,
-DNS, MTU) are re-derived from them on loading by the same sanitising code that built the original
-lease, so a file cannot carry values the wire could not.
-
-Reading never raises: a missing file is silently None; a corrupt, foreign (other format, version,
-interface, hardware address or client id), oversized, non-regular or already expired file is None
-with a warning. Writing goes to a temp file in the same directory, fsync, rename, fsync directory,
-so a crash (SIGKILL, power loss) leaves either the old file or the new one, never a torn one.
+Invariants: a loaded lease never expires later than the saved one would have (RFC 2131 §4.4.5),
+on either clock; reading never raises (missing, corrupt, foreign, oversized, non-regular or
+expired files are None, all but a missing one with a warning); writing is temp file, fsync,
+rename, fsync directory, so a crash leaves the old file or the new one, never a torn one.
 """
 
 from __future__ import annotations

@@ -1,43 +1,18 @@
 """Kernel configuration from leases: lease callbacks that apply a lease over rtnetlink.
 
-A lease callback is `async def cb(old: Lease | None, new: Lease | None) -> None`, called by the
-client for every lease event: bound (None → lease), renewed (lease → same configuration, later
-times), changed (lease → other lease) and lost (lease → None). This module offers one callback per
-concern and `configure()`, their composition in the right order:
+A lease callback `async def cb(old, new)` sees every event: bound (None → lease), renewed, changed
+(lease → lease) and lost (lease → None). One callback per concern, and `configure()` composing
+them in order: the address (lifetimes = the remaining lease, so the kernel drops it at expiry even
+if this process dies, RFC 2131 §4.4.5; replaced in place on renewal), then routes (protocol
+`dhcp`, the address as source, a per-interface metric; on-link before gateway routes, stale ones
+deleted after), the MTU (option 26, at least 576 per RFC 791, restored on loss) and a
+resolv.conf-format file (`resolvconf`). Each call opens one netlink socket (`dhcp4c.linux.rtnl`)
+in `netns` and closes it: nothing is held between events, every request is cancellable.
 
-- address: added with valid and preferred lifetimes equal to the lease's remaining time, so the
-  kernel removes it at expiry even if this process dies (RFC 2131 §4.4.5: stop using the address at
-  expiry); on renewal replaced in place (RTM_NEWADDR with NLM_F_REPLACE updates the lifetimes: no
-  delete and re-add, so sockets bound to it never notice); removed on loss or change. An address
-  the kernel marks permanent (IFA_F_PERMANENT: configured by the administrator, not by us) is never
-  replaced nor removed. Our lifetimes are capped below 0xffffffff, so ours are never permanent.
-- routes: the lease's sanitised routes (`Lease.routes`, which already holds the default route via
-  the routers when there is no option 121, RFC 3442) with protocol `dhcp` (RTPROT_DHCP), the
-  lease's address as preferred source, and a per-interface metric (dhcpcd's 1000 + ifindex by
-  default, so two DHCP interfaces never replace each other's default route). Installed after the
-  address (so gateways are reachable), on-link routes before gateway routes, with NLM_F_REPLACE
-  (no flap on renewal); routes of the old lease that the new one lacks are deleted afterwards.
-- MTU (option 26): set when the lease has one; values below 576 are refused (RFC 791's minimum
-  datagram every host must accept; smaller values only break the link); the interface's
-  original MTU is restored on loss.
-- a resolv.conf-format file at a path the caller chooses (`dhcp4c.consumers.resolvconf`), written
-  atomically;
-  every name is validated first. Removed on loss.
-
-Netlink: `dhcp4c.linux.rtnl` (pyroute2's messages on a Trio socket). Each callback invocation opens
-one NETLINK_ROUTE socket, makes its requests and closes it: opening costs a system call, and no
-descriptor or stale state is held per interface between lease events. Every request is
-cancellable. The requests are the ones `ip addr replace`, `ip route replace` and
-`ip link set mtu` send; the tests check the result with `ip -j`.
-
-Namespaces: every kernel callback takes `netns`, a name under /run/netns (as `ip netns` makes
-them) or a path to a namespace file. The calling thread enters the namespace with setns(2) only
-to open the netlink socket and switches back at once; the socket keeps working on that namespace.
-
-Errors: a callback raises `NetconfigError` when the address cannot be configured (no such
-interface, no permission); the client should treat that as fatal for the lease. A single route,
-the MTU or the resolv.conf file failing is logged and skipped: one bad value must not stop the
-rest of the configuration. Deleting something already gone is not an error.
+Invariants: an address the kernel marks permanent (the administrator's) is never replaced nor
+removed, and ours never are permanent. `NetconfigError` when the address cannot be configured;
+a failing route, MTU or file is logged and skipped; deleting what is already gone is no error.
+Why: docs/design.md, "Kernel configuration".
 """
 
 from __future__ import annotations
