@@ -7,15 +7,11 @@
         with Dnsmasq(server, config, workdir=Path(tmp)) as dnsmasq:
             ...                                   # dnsmasq.leases(), dnsmasq.log_text()
 
-Invariants:
-- dnsmasq reads no system configuration (`--conf-file=/dev/null`, `--no-resolv`, `--no-hosts`),
-  serves no DNS (`--port=0`) and keeps its pid, lease and log files in `workdir`: two instances in
-  two namespaces never share anything, and nothing outside `workdir` is written.
-- It runs in the foreground (`--keep-in-foreground`) as a child of this process, started with
-  `ip netns exec` (which execs, so our child *is* dnsmasq), and `stop()` ends it with SIGTERM, then
-  SIGKILL after a grace period. `start()` returns only once dnsmasq has bound its DHCP socket.
-- dnsmasq refuses leases shorter than 120 s, but sends the T1/T2 it is told (options 58/59), which
-  is how the tests see renewals and rebinding within seconds.
+Invariants: dnsmasq reads no system configuration, serves no DNS and keeps every file in
+`workdir`, so instances share nothing and nothing else is written; it runs in the foreground as
+our child (`ip netns exec` execs it), `start()` returns once its DHCP socket is bound, `stop()`
+sends SIGTERM then SIGKILL. It refuses leases under 120 s but sends the T1/T2 it is told
+(options 58/59), which is how tests see renewals and rebinding within seconds.
 """
 
 from __future__ import annotations

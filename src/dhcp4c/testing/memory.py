@@ -1,39 +1,17 @@
 """An in-memory network on the Trio clock, with fault injection, for tests.
 
-One `MemoryNetwork` is one broadcast domain: client interfaces (`MemoryLink`, named by a hardware
-address) on one side, DHCP servers (`ServerEndpoint`, named by an IPv4 address) on the other.
-
-    net = MemoryNetwork(random.Random(seed))
-    link = net.attach(b"\\x02\\x00\\x00\\x00\\x00\\x01")    # a client interface
-    server = net.server(IPv4Address("10.0.0.1"))           # a server on port 67
-
-    transport = link.open()                 # a dhcp4c.shell.transport.Transport, for the client
-    await transport.send(payload, None)     # None: broadcast (to every open server endpoint)
-    await transport.send(payload, IPv4Address("10.0.0.1"))  # unicast: only that server
-
-    payload, hwaddr, destination = await server.receive()   # a ServerDatagram
-    await server.send(reply, hwaddr)            # to that client's link
-    await server.send(reply, None)              # broadcast: to every link
-
-Semantics (the model is a switched Ethernet with sockets that exist only while open):
-- A datagram goes to the endpoints open *when it is sent*: a link's open transports (each gets a
-  copy, as a packet socket and a UDP socket on one host both would) or the servers it addresses.
-  Nobody listening means it is lost (counted `no_recipient`); a closed transport's queue is gone.
-- Each direction has its own `Faults`, applied per datagram at send time: `mangle` (rewrite or
-  drop), loss, duplication, then per copy a delay of `delay + uniform(0, jitter)`, plus
-  `reorder_delay` with probability `reorder` (so later datagrams overtake it). Delivery times are
-  on the Trio clock (`autojump_clock` / `MockClock` skip them); equal times keep send order.
-- Decisions come from two `random.Random`s (one per direction) seeded from the injected one, each
-  datagram drawing a fixed number of values whatever the settings, so a run is reproducible from
-  its seed and changing one probability does not reshuffle the other decisions.
-- `link.carrier = False` models a dead link: nothing is sent or delivered on it.
-- Every datagram offered to the network is recorded in `capture` (before faults) and the outcome
-  counted in `stats` (`to_server.sent`, `to_client.lost`, ...), for traffic-bound assertions.
-- Queues hold at most `queue_limit` datagrams; more are dropped (`overflow`), as a socket
-  buffer would.
-
-Faults are plain mutable fields: tests (and issue #6's hostile-network scenarios) change them
-mid-run. A server that dies and comes back is `endpoint.close()` then `net.server(address)`.
+One `MemoryNetwork` is one broadcast domain, modelled as a switched Ethernet whose sockets exist
+only while open: client links (`MemoryLink`, by hardware address; `link.open()` is a client
+`Transport`) and servers (`ServerEndpoint`, by IPv4 address; `receive()` gives a
+`ServerDatagram`, `send(reply, hwaddr or None)` answers one link or all). Invariants:
+- A datagram reaches the endpoints open when it is sent (each open transport of a link gets a
+  copy) or is lost as `no_recipient`; a closed transport's queue is gone; `carrier = False` is a
+  dead link; queues hold at most `queue_limit` datagrams (`overflow`).
+- Each direction's `Faults` apply per datagram at send time (mangle, loss, duplication, delay,
+  jitter, reordering), drawn from a per-direction `random.Random` seeded from the injected one,
+  a fixed number of draws per datagram: a run replays from its seed. Faults may change mid-run.
+- Delivery times are on the Trio clock (`autojump_clock` skips them); equal times keep send order.
+- `capture` records every datagram offered (before faults), `stats` every outcome.
 """
 
 from __future__ import annotations

@@ -6,24 +6,13 @@
         with client.entered():
             transport = BroadcastTransport(c_if.name)   # the socket lives in `client` for good
 
-Invariants:
-- Host interfaces are never touched: every `ip` command names a namespace this module created
-  (`ip -n NS ...`), and each veth pair is created inside its first namespace with its peer placed
-  directly into the second one.
-- Names are unique per process and across processes: `{prefix}-{pid}-{counter}`.
-- Every namespace created is removed: by `Topology.close()` (called from `__exit__`, so also on an
-  exception or KeyboardInterrupt), and, should that be skipped, by an `atexit` safety net.
-  Deleting a namespace destroys the veth ends inside it, and with them their peers.
-- Host files are never written through a namespace: each namespace gets an empty
-  `/etc/netns/NAME/resolv.conf`, which `ip netns exec` bind-mounts over `/etc/resolv.conf` for
-  the programs it starts. Peer DHCP clients' hook scripts (udhcpc's `default.script`,
-  dhclient-script, dhcpcd's hooks) write `/etc/resolv.conf`; without this they would rewrite the
-  host's resolver configuration (this happened once while benchmarking: it cut the host off DNS).
-- `Namespace.entered()` switches only the calling thread (setns(2)) and always switches back.
-  Sockets created inside stay in that namespace for their whole life.
-
-Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and iproute2's `ip`; `require_netns()` turns their
-absence into a skip for developers and into a failure in CI.
+Invariants: host interfaces are never touched (every `ip` command names a namespace made here;
+a veth pair is created inside its first namespace, its peer placed straight into the second);
+names are `{prefix}-{pid}-{counter}`; every namespace is removed by `Topology.close()` (also on
+errors and Ctrl-C) or else an `atexit` net; each gets an empty `/etc/netns/NAME/resolv.conf`,
+so peer clients' hook scripts started by `ip netns exec` cannot rewrite the host's resolver;
+`Namespace.entered()` switches only the calling thread and always switches back. Needs root;
+`require_netns()` skips without it for developers and fails in CI.
 """
 
 from __future__ import annotations

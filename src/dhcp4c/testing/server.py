@@ -1,38 +1,17 @@
-"""An in-process DHCPv4 server for the client's tests, the demo and the benchmarks.
+"""An in-process DHCPv4 server: a sans-IO core for tests, the demo and the benchmarks.
 
-This module owns the server's sans-IO core (`ServerCore`), its configuration (`ServerConfig`),
-the replies it produces (`Reply`: a logical `Message`, where it goes, and the bytes on the wire),
-and the misbehaviours that turn it into a broken server for fault-injection tests. The Trio shells
-that feed it datagrams live in `dhcp4c.testing.server_net`.
+Owns `ServerCore` (the server side of RFC 2131 §4.3 with the addressing rules of §4.1, Rapid
+Commit per RFC 4039 §4.1, the client-identifier echo of RFC 6842), its `ServerConfig`, the
+`Reply`s it produces (a logical `Message`, where it goes, the bytes on the wire) and the
+misbehaviours (`ServerConfig.misbehaviour`) that rewrite, re-encode or drop replies to make it a
+broken server. `dhcp4c.testing.server_net` holds the Trio shells that feed it.
 
-The core implements the server side of RFC 2131 §4.3 (with the addressing rules of §4.1),
-Rapid Commit (RFC 4039 §4.1) and the client-identifier echo of RFC 6842:
-
-- DISCOVER: OFFER an address (the client's previous one, else the requested one, else the first
-  free one), reserved for `offer_time` seconds; or, with rapid commit on both sides, ACK at once.
-- REQUEST in SELECTING (server identifier present): ACK when the identifier is ours and the address
-  is available to this client, NAK when it is not; a request naming another server withdraws our
-  offer silently (§4.3.2).
-- REQUEST in INIT-REBOOT (requested address, no ciaddr): ACK when the address is this client's,
-  or is free in the pool and the client unknown (as dnsmasq does, so that a server restarted
-  without its leases keeps its clients); otherwise NAK when authoritative, silence when not.
-- REQUEST in RENEWING/REBINDING (ciaddr): ACK extending the binding; NAK for an unknown binding
-  when authoritative, else silence.
-- DECLINE (from the client holding the address) takes it out of the pool for `decline_time`;
-  RELEASE ends the binding; INFORM is answered with an ACK that carries no lease time (§3.4.4).
-
-Every reply then passes through `ServerConfig.misbehaviour`, which may rewrite the message, its
-encoding on the wire (no END, RFC 3396 splitting, option overload, raw options) or drop it.
-
-Invariants: the core never reads a clock or global randomness (time comes in as `now`, randomness
-from the injected `random.Random`); every received message is counted and logged while online;
-every reply it returns is counted and logged as sent; a message it does not answer is counted in
-`stats.dropped` under one reason; at most one binding holds an address, and an active binding's
-address is in the pool and not declined. Bindings are keyed by the client identifier (option 61),
-else by htype + chaddr, the identifier RFC 2132 §9.14 suggests, so both spellings of one client
-share a binding. Deviations, all deliberate for a test server: replies to clients without ciaddr
-are broadcast (never unicast to an unconfigured yiaddr: that needs ARP injection); relays (giaddr)
-are not supported; the parameter request list is ignored and every configured option is sent.
+Invariants: no clock or global randomness (`now` and an injected `random.Random`); every message
+received and every reply is counted and logged, a message left unanswered is counted once in
+`stats.dropped` by reason; at most one binding holds an address, and an active binding's address
+is in the pool and not declined; bindings are keyed by option 61, else htype + chaddr (RFC 2132
+§9.14). Deliberately, for a test server: replies to clients without ciaddr are broadcast, relays
+(giaddr) are unsupported, the parameter request list is ignored (every option is sent).
 """
 
 from __future__ import annotations

@@ -1,17 +1,13 @@
 """Trio shells around `ServerCore`: the in-memory network and a real UDP socket on port 67.
 
 Each shell is one loop: receive a datagram, hand it to the core with `trio.current_time()` as
-`now`, send what the core returns (after `ServerConfig.reply_delay`, without holding up the
-next datagram). The core owns every decision; a shell only knows addressing:
-
-- `serve_memory(core, endpoint)`: a server endpoint of `dhcp4c.testing.memory`; deterministic
-  under `autojump_clock`.
-- `serve_udp(core, ifname)`: a kernel UDP socket bound to 0.0.0.0:67 with SO_BINDTODEVICE and
-  SO_BROADCAST (RFC 2131 §4.1: replies go to 255.255.255.255:68, or unicast to ciaddr:68). It
-  reads the destination of each request with IP_PKTINFO, so that the core can tell REBINDING
-  (broadcast) from RENEWING (unicast). Run it inside a network namespace (`namespace=`), never on
-  a host interface.
-
+`now`, send what the core returns (after `ServerConfig.reply_delay`, without holding up the next
+datagram). The core decides everything; a shell only knows addressing:
+- `serve_memory(core, endpoint)`: on a `dhcp4c.testing.memory` endpoint; deterministic under
+  `autojump_clock`.
+- `serve_udp(core, ifname)`: 0.0.0.0:67 with SO_BINDTODEVICE and SO_BROADCAST (RFC 2131 §4.1),
+  reading each request's destination with IP_PKTINFO so the core tells REBINDING (broadcast)
+  from RENEWING (unicast). Only inside a network namespace (`namespace=`), never on a host link.
 Both run until cancelled and support `nursery.start()`, which returns once they are listening.
 """
 
