@@ -569,6 +569,20 @@ class ServerCore:
     binding, as a server that died and came back), `force_nak` / `nak` (NAK requests: a NAK
     storm), `silent` (ignore some exchanges, e.g. renewals, to drive a client into REBINDING),
     `drop_next(n)`. Observation: `stats`, `bindings`, `binding_for()`, `declined()`.
+
+    Answers:
+    - DISCOVER: OFFER an address (the client's previous one, else the requested one, else the
+      first free one), reserved for `offer_time`; with rapid commit on both sides, ACK at once.
+    - REQUEST in SELECTING (server identifier present): ACK when the identifier is ours and the
+      address available to this client, NAK when not; naming another server withdraws our offer
+      silently (RFC 2131 §4.3.2).
+    - REQUEST in INIT-REBOOT (requested address, no ciaddr): ACK when the address is this
+      client's, or free and the client unknown (as dnsmasq does, so a server restarted without
+      its leases keeps its clients); otherwise NAK when authoritative, silence when not.
+    - REQUEST in RENEWING/REBINDING (ciaddr): ACK extending the binding; NAK for an unknown
+      binding when authoritative, else silence.
+    - DECLINE takes the address out of the pool for `decline_time`; RELEASE ends the binding;
+      INFORM gets an ACK without a lease time (§3.4.4).
     """
 
     def __init__(self, config: ServerConfig | None = None, rng: random.Random | None = None):
