@@ -1,32 +1,17 @@
 """Hostile networks for tests: broken servers, rogue servers and a faulty wire, composed.
 
-This module owns two things, both built on pieces that exist elsewhere:
-
-* A catalogue of RFC-breaking servers (`HOSTILE`): each entry is a `ServerConfig` change, made of
-  `dhcp4c.testing.server` misbehaviours, that turns the in-process server into one that breaks a
-  rule a real server has been seen to break: option 80 in an OFFER, no END option, option
-  overload, RFC 3396 splits, T1 > T2 > lease, lease time 0 or 0xffffffff, yiaddr 0.0.0.0 or
-  broadcast, a server identifier that changes between OFFER and ACK. `rogue_pair` builds a rogue
-  second server that answers first, `nak_storm` a server that NAKs every request.
-* `Simulation`: the pure machine (`dhcp4c.protocol.machine.Machine`) and any number of `ServerCore`s
-  joined by a simulated wire with the faults of `dhcp4c.testing.memory.Faults` (loss,
-  duplication, reordering, delay, jitter, mangling), driven by explicit time. It is the
-  discrete-event twin of `MemoryNetwork` + `serve_memory` + `Client` on `autojump_clock`, without
-  Trio, so that Hypothesis can run thousands of steps a second against it. It records everything
-  the invariants need: every datagram the client sent (and whether a test input forced it), every
-  lease event, every reply the machine accepted.
-
-`HostileNetwork` is the Trio counterpart for `Client` tests: servers on a `MemoryNetwork` that can
-die and come back (with another pool, forgetting their bindings) while the client runs.
-
-The invariants a client must keep on such a network are the `check_*` functions (and
-`Simulation.check`, which runs them all): lease events well-formed (no renewal before a bind, one
-loss per lease), no lease reported past its expiry, 0 < t1 < t2 < expiry, retransmissions within
-RFC 2131 §4.1 / §4.4.5, at most one accepted reply per request, traffic bounded per hour.
-
-Invariants: nothing here reads a clock or global randomness (the simulation's time is its `now`,
-its randomness an injected `random.Random`); a `Simulation` processes datagrams and timers in time
-order and calls `Machine.handle_timer` after every input, as the Trio shell does.
+* `HOSTILE`: RFC-breaking servers, each a `ServerConfig` change made of `dhcp4c.testing.server`
+  misbehaviours breaking a rule real servers have been seen to break (option 80 in an OFFER, no
+  END, overload, RFC 3396 splits, T1 > T2 > lease, lease time 0 or 0xffffffff, a bad yiaddr, a
+  server identifier changing between OFFER and ACK); `rogue_pair` and `nak_storm` build more.
+* `Simulation`: the pure `Machine` and any number of `ServerCore`s on a simulated wire with
+  `dhcp4c.testing.memory.Faults`, on explicit time: the Trio-free twin of `MemoryNetwork` +
+  `serve_memory` + `Client`, for Hypothesis. `HostileNetwork` is the Trio counterpart, servers
+  that die and come back while a `Client` runs.
+* The invariants (`check_*`, all run by `Simulation.check`): well-formed lease events, no lease
+  past its expiry, 0 < t1 < t2 < expiry, retransmissions within RFC 2131 §4.1 / §4.4.5, at most
+  one accepted reply per request, bounded traffic. No clock or global randomness here; the
+  simulation runs events in time order and calls `Machine.handle_timer` after every input.
 """
 
 from __future__ import annotations
@@ -150,7 +135,7 @@ class Hostile:
 
 _OTHER_SERVER = IPv4Address("192.0.2.2")
 
-#: The RFC-breaking servers of issue #6, by name. Each keeps the default pool, so tests can tell
+#: The RFC-breaking servers, by name. Each keeps the default pool, so tests can tell
 #: what the client should have bound.
 HOSTILE: dict[str, Hostile] = {
     hostile.name: hostile
@@ -489,7 +474,7 @@ class Simulation:
     def check(
         self, config: MachineConfig | None = None, *, shortest_lease: float | None = None
     ) -> None:
-        """Check every invariant of issue #6 on what happened so far (see the `check_*`
+        """Check every hostile-network invariant on what happened so far (see the `check_*`
         functions): lease events well-formed and agreeing with the machine, the held lease
         unexpired while running, a future deadline, retransmissions within RFC 2131 bounds
         (`config`'s schedule, the RFC's by default), one accepted reply per request, traffic
@@ -540,7 +525,7 @@ class Simulation:
 
 
 class InvariantViolation(AssertionError):
-    """A client broke one of the invariants of issue #6 (see the `check_*` functions)."""
+    """A client broke one of the hostile-network invariants (see the `check_*` functions)."""
 
 
 def check_lease(lease: Lease) -> None:

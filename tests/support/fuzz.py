@@ -1,44 +1,18 @@
 """The codec fuzz target: hostile bytes through parse, build, every accessor and the machine.
 
-Run it as ``PYTHONPATH=tests python -m support.fuzz --seconds N [--corpus DIR] [--engine ENGINE]``;
-CI runs it for a few seconds (tests/dhcp4c/test_fuzz.py), ``nox -s fuzz`` / ``./dev fuzz`` for
-longer.
+``PYTHONPATH=tests python -m support.fuzz --seconds N [--corpus DIR] [--engine ENGINE]``; CI runs
+it briefly (tests/dhcp4c/test_fuzz.py), ``./dev fuzz`` / ``nox -s fuzz`` for longer; ``--replay
+FILE`` runs one saved input again. A finding (`Finding`) prints its reason, traceback and hex
+reproducer and exits 1. One input (`exercise`) must: parse to a `Message` or raise `MessageError`;
+if parsed, build back to the same bytes, rebuild canonically to an equal message, and give every
+accessor, `repr`, `hash` and `Lease.from_ack` a value or `MessageError`; be used or dropped, never
+raise, by a `Machine` in SELECTING and one in REBOOTING (xid and chaddr patched in); and finish
+each stage within `TIME_LIMIT` (timed three times with the GC off before it counts as a hang).
 
-What one input goes through (`exercise`), and what counts as a failure (`Finding`):
-
-* `Message.parse`: it must return a `Message` or raise `MessageError`, nothing else.
-* For what parsed: `build()` must give the same bytes back (the codec is lossless), which must
-  parse to an equal message; the message rebuilt canonically from its fields must parse back to
-  an equal message too (construction runs the parser's checks, so it may not raise); `repr`,
-  `hash`, `message_type` and every typed accessor of `Options` must return or raise
-  `MessageError`; `Lease.from_ack` must build a lease or raise `MessageError`; and the message,
-  addressed to a client in SELECTING and to one in REBOOTING (its xid and chaddr patched in so
-  that validation goes deep), must be used or dropped by `Machine.receive`, never raise.
-* Time: one input of at most 64 KiB taking more than 100 ms in the codec stage (parse, build,
-  accessors) or in the client stage (lease, machines) is a hang; a slow stage is measured three
-  times with the garbage collector off, so that a pause not caused by the input is not reported.
-
-A finding prints the reason, the traceback and the reproducer as hex, and the command exits 1;
-``--replay FILE`` runs one saved input again. Inputs run and their rate are printed either way.
-
-Engines:
-
-* ``mutate`` (default): a mutational fuzzer seeded with the corpus (``--corpus``, default
-  ``$DHCP4C_CORPUS/dhcpv4`` or ``../shared/corpus/dhcpv4`` beside the repository; every ``.bin``,
-  malformed ones included). Mutations know the format: bit flips, interesting bytes, truncation,
-  splicing two inputs, option-length corruption, option 52 with any flag value over garbage or
-  real options in `file`/`sname`, random and structured option insertion (RFC 3396 split
-  instances, DNS names with compression pointers, RFC 3442 routes, sub-options), duplicated
-  options, missing or repeated END, header fields, growth to 64 KiB. Without coverage feedback it
-  keeps the inputs that produce a new outcome (error class, accessor results, machine drop
-  reason) as seeds. Tens of thousands of inputs a second.
-* ``hypothesis``: the same mutations with every choice drawn by Hypothesis, which shrinks a
-  failing input before reporting it; slower (hundreds a second).
-* ``atheris``: coverage-guided libFuzzer through atheris, when it is installed (it is optional:
-  it does not build on every platform); the same `exercise` is the target.
-
-Invariants: nothing here touches the network or the clock beyond `time.perf_counter` for the
-hang check; a run is reproducible from ``--seed`` (engine ``mutate``).
+Engines: ``mutate`` (default; format-aware mutations of the corpus, ``$DHCP4C_CORPUS/dhcpv4`` or
+``../shared/corpus/dhcpv4``, keeping inputs with new outcomes as seeds), ``hypothesis`` (the same
+mutations drawn by Hypothesis, which shrinks findings) and ``atheris`` (coverage-guided, when
+installed). Nothing touches the network; a ``mutate`` run replays from ``--seed``.
 """
 
 from __future__ import annotations
@@ -76,7 +50,7 @@ __all__ = [
     "run",
 ]
 
-#: Inputs up to this size must be handled within `TIME_LIMIT` (issue #6).
+#: Inputs up to this size (the largest UDP payload) must be handled within `TIME_LIMIT`.
 MAX_INPUT = 64 * 1024
 TIME_LIMIT = 0.100
 
