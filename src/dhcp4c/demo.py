@@ -11,6 +11,7 @@ seconds it stops the client with SIGTERM (which releases the lease). Invariant: 
 Exit codes: 0 when a lease was bound (and renewed, if the duration allowed a renewal), 1 when not,
 2 on bad usage, 5 without root, 130 on Ctrl-C.
 """
+
 from __future__ import annotations
 
 import os
