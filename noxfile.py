@@ -45,7 +45,14 @@ def docs(session: nox.Session) -> None:
     session.install("-e", ".[docs]")
     for builder in ("html", "man"):
         session.run(
-            "sphinx-build", "-q", "-W", "--keep-going", "-b", builder, "docs", f"docs/_build/{builder}"
+            "sphinx-build",
+            "-q",
+            "-W",
+            "--keep-going",
+            "-b",
+            builder,
+            "docs",
+            f"docs/_build/{builder}",
         )
 
 

@@ -14,11 +14,13 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE / "_ext"))
 
+from sphinx.application import Sphinx  # noqa: E402
+
 from dhcp4c._version import __version__  # noqa: E402
 
 project = "dhcp4c"
 author = "the dhcp4c authors"
-copyright = "the dhcp4c authors"  # noqa: A001 (Sphinx's name)
+copyright = "the dhcp4c authors"
 release = __version__
 version = __version__
 
@@ -81,7 +83,9 @@ def _is_bullet(line: str) -> bool:
     return line.lstrip().startswith(("- ", "* "))
 
 
-def _dialect(app, what, name, obj, options, lines: list[str]) -> None:  # type: ignore[no-untyped-def]
+def _dialect(
+    app: Sphinx, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
     out: list[str] = []
     bullet: int | None = None  # the indentation of the list being read, if any
     paragraph: int | None = None  # the indentation of the paragraph being read, if any
@@ -110,7 +114,7 @@ def _dialect(app, what, name, obj, options, lines: list[str]) -> None:  # type: 
             and out
             and paragraph is None
             and _last_paragraph_indent(out) is not None
-            and indent >= _last_paragraph_indent(out) + 4  # type: ignore[operator]
+            and indent >= (_last_paragraph_indent(out) or 0) + 4
             and not _last_text(out).rstrip().endswith("::")
         ):
             out.extend(["::", ""])  # an indented example: a literal block
@@ -130,6 +134,6 @@ def _last_paragraph_indent(out: list[str]) -> int | None:
     return _indent(text) if text else None
 
 
-def setup(app) -> None:  # type: ignore[no-untyped-def]
+def setup(app: Sphinx) -> None:
     # Before napoleon (priority 500) turns Args/Returns/Raises into fields.
     app.connect("autodoc-process-docstring", _dialect, priority=400)

@@ -29,7 +29,7 @@ def _load(target: str) -> argparse.ArgumentParser:
     if not isinstance(parser, argparse.ArgumentParser):
         raise TypeError(f"{target} did not return an ArgumentParser")
     # A fixed width, not the terminal's: the page must not depend on who built it.
-    parser.formatter_class = functools.partial(parser.formatter_class, width=79)  # type: ignore[assignment]
+    parser.formatter_class = functools.partial(parser.formatter_class, width=79)
     return parser
 
 
