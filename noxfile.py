@@ -49,6 +49,8 @@ def docs(session: nox.Session) -> None:
             "-q",
             "-W",
             "--keep-going",
+            "-d",
+            "docs/_build/doctrees",
             "-b",
             builder,
             "docs",

@@ -33,6 +33,8 @@ extensions = [
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
+# Command lines are full of "--option": no typographic dashes or quotes.
+smartquotes = False
 exclude_patterns = ["_build", "README.md"]
 templates_path: list[str] = []
 
