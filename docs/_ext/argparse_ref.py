@@ -18,7 +18,7 @@ import importlib
 from typing import Any
 
 from docutils import nodes
-from docutils.statemachine import StringList
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
@@ -94,13 +94,21 @@ class PublicNamesDirective(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         package = importlib.import_module(self.arguments[0])
-        lines = []
+        items = nodes.bullet_list()
         for name in sorted(n for n in package.__all__ if not n.startswith("_")):
             home = getattr(getattr(package, name), "__module__", package.__name__)
-            lines.append(f"* :py:obj:`{name} <{home}.{name}>` (`{home}`)")
-        container = nodes.container()
-        self.state.nested_parse(StringList(lines, source=self.get_source_info()[0]), 0, container)
-        return container.children
+            reference = addnodes.pending_xref(
+                "",
+                nodes.literal(name, name),
+                refdomain="py",
+                reftype="obj",
+                reftarget=f"{home}.{name}",
+                refexplicit=True,
+            )
+            text = nodes.paragraph("", "", reference, nodes.Text(" ("), nodes.literal(home, home))
+            text += nodes.Text(")")
+            items += nodes.list_item("", text)
+        return [items]
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
