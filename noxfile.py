@@ -1,4 +1,4 @@
-"""Developer sessions: `nox -s tests lint typecheck bench fuzz demo`."""
+"""Developer sessions: `nox -s tests lint typecheck docs bench fuzz demo`."""
 
 from __future__ import annotations
 
@@ -37,6 +37,25 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over src/, the test support and examples/."""
     session.install("-e", ".[test,dev]")
     session.run("mypy", "--strict", "src", "tests/support", "examples")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site and man page, warnings as errors (docs/_build/{html,man})."""
+    session.install("-e", ".[docs]")
+    for builder in ("html", "man"):
+        session.run(
+            "sphinx-build",
+            "-q",
+            "-W",
+            "--keep-going",
+            "-d",
+            "docs/_build/doctrees",
+            "-b",
+            builder,
+            "docs",
+            f"docs/_build/{builder}",
+        )
 
 
 @nox.session
