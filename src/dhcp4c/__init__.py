@@ -65,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "Options": "dhcp4c.protocol.options",
     "Lease": "dhcp4c.protocol.lease",
     "Route": "dhcp4c.protocol.lease",
+    "ClientConfig": "dhcp4c.protocol.config",
     "Machine": "dhcp4c.protocol.machine",
     "MachineConfig": "dhcp4c.protocol.machine",
     "State": "dhcp4c.protocol.machine",
@@ -80,6 +81,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from dhcp4c.protocol.config import ClientConfig
     from dhcp4c.protocol.lease import Lease, Route
     from dhcp4c.protocol.machine import (
         InvalidTransition,
@@ -99,6 +101,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Client",
+    "ClientConfig",
     "InvalidTransition",
     "Lease",
     "LeaseBound",

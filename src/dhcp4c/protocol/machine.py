@@ -105,6 +105,7 @@ from dhcp4c.protocol.clientid import (
     mac_client_id,
     rfc4361_client_id,
 )
+from dhcp4c.protocol.config import DEFAULT_PARAMETER_REQUEST_LIST, MANAGED_OPTIONS
 from dhcp4c.protocol.lease import Lease, is_usable_address, offered_interface
 from dhcp4c.protocol.message import (
     BOOTREPLY,
@@ -134,43 +135,6 @@ __all__ = [
 ]
 
 _UNSPECIFIED = IPv4Address(0)
-
-#: Requested in DISCOVER and REQUEST alike (RFC 2131 §4.4.1 wants the same list in both): subnet
-#: mask, router, DNS, domain, interface MTU, broadcast address, NTP, lease/T1/T2, domain search,
-#: classless routes. Option 108 (IPv6-only preferred) is left out on purpose: RFC 8925 §3.2 allows
-#: requesting it only when the client implements the IPv6-only mode, which this one does not.
-DEFAULT_PARAMETER_REQUEST_LIST: tuple[int, ...] = (
-    OptionCode.SUBNET_MASK,
-    OptionCode.ROUTER,
-    OptionCode.DOMAIN_NAME_SERVER,
-    OptionCode.DOMAIN_NAME,
-    OptionCode.INTERFACE_MTU,
-    OptionCode.BROADCAST_ADDRESS,
-    OptionCode.NTP_SERVERS,
-    OptionCode.IP_ADDRESS_LEASE_TIME,
-    OptionCode.RENEWAL_TIME_VALUE,
-    OptionCode.REBINDING_TIME_VALUE,
-    OptionCode.DOMAIN_SEARCH,
-    OptionCode.CLASSLESS_STATIC_ROUTE,
-)
-
-# Options the machine composes itself; `extra_options` may not override them.
-_MANAGED_OPTIONS = frozenset(
-    {
-        OptionCode.REQUESTED_IP_ADDRESS,
-        OptionCode.IP_ADDRESS_LEASE_TIME,
-        OptionCode.OPTION_OVERLOAD,
-        OptionCode.DHCP_MESSAGE_TYPE,
-        OptionCode.SERVER_IDENTIFIER,
-        OptionCode.PARAMETER_REQUEST_LIST,
-        OptionCode.MAXIMUM_DHCP_MESSAGE_SIZE,
-        OptionCode.CLIENT_IDENTIFIER,
-        OptionCode.RAPID_COMMIT,
-        OptionCode.HOST_NAME,
-        OptionCode.VENDOR_CLASS_IDENTIFIER,
-    }
-)
-
 
 class InvalidTransition(RuntimeError):
     """An input that is illegal in the current state; the machine did not change."""
@@ -340,7 +304,7 @@ class MachineConfig:
         prl = self.parameter_request_list
         if not all(1 <= code <= 254 for code in prl) or len(set(prl)) != len(prl):
             raise ValueError(f"parameter_request_list must be distinct codes 1..254: {prl}")
-        clash = _MANAGED_OPTIONS.intersection(self.extra_options)
+        clash = MANAGED_OPTIONS.intersection(self.extra_options)
         if clash:
             raise ValueError(f"extra_options may not set managed options {sorted(clash)}")
         Options(self.extra_options)  # raises MessageError on a malformed code or value
