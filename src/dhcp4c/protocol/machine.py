@@ -136,6 +136,7 @@ __all__ = [
 
 _UNSPECIFIED = IPv4Address(0)
 
+
 class InvalidTransition(RuntimeError):
     """An input that is illegal in the current state; the machine did not change."""
 
