@@ -214,8 +214,10 @@ def _int_range(low: int, high: int) -> Any:
 
 
 def _client_id(text: str) -> tuple[bytes | None, Literal["duid", "mac"]]:
-    if text == "duid" or text == "mac":
-        return None, text
+    if text == "duid":
+        return None, "duid"
+    if text == "mac":
+        return None, "mac"
     if not _HEX.match(text):
         raise CommandError(
             f"--client-id: expected 'duid', 'mac' or hex bytes, not {text!r}", EXIT_USAGE
