@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from dhcp4c.protocol.machine import MachineConfig
 
-__all__ = ["DEFAULT_PARAMETER_REQUEST_LIST", "MANAGED_OPTIONS", "ClientConfig"]
+__all__ = [
+    "DEFAULT_PARAMETER_REQUEST_LIST",
+    "MACHINE_CHOICES",
+    "MANAGED_OPTIONS",
+    "ClientConfig",
+]
 
 #: Requested in DISCOVER and REQUEST alike (RFC 2131 §4.4.1 wants the same list in both): subnet
 #: mask (1), router (3), DNS (6), domain (15), interface MTU (26), broadcast address (28), NTP
@@ -34,9 +39,6 @@ DEFAULT_PARAMETER_REQUEST_LIST: tuple[int, ...] = (1, 3, 6, 15, 26, 28, 42, 51, 
 #: (54), parameter request list (55), maximum message size (57), vendor class (60), client
 #: identifier (61), rapid commit (80).
 MANAGED_OPTIONS: frozenset[int] = frozenset({12, 50, 51, 52, 53, 54, 55, 57, 60, 61, 80})
-
-# Fields that configure the shell, not the machine.
-_SHELL_FIELDS = frozenset({"suspend_check"})
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,14 @@ class ClientConfig:
         """
         from dhcp4c.protocol.machine import MachineConfig
 
-        choices: dict[str, Any] = {
-            f.name: getattr(self, f.name) for f in fields(self) if f.name not in _SHELL_FIELDS
-        }
+        choices: dict[str, Any] = {name: getattr(self, name) for name in MACHINE_CHOICES}
         if self.max_message_size is None:
             choices["max_message_size"] = MachineConfig.max_message_size_for_mtu(mtu)
         return MachineConfig(hwaddr=hwaddr, interface=interface, **choices)
+
+
+#: The fields of `ClientConfig` that configure the machine (`MachineConfig` has them too); the
+#: others configure the shell.
+MACHINE_CHOICES: tuple[str, ...] = tuple(
+    f.name for f in fields(ClientConfig) if f.name != "suspend_check"
+)

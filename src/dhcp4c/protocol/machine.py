@@ -105,7 +105,11 @@ from dhcp4c.protocol.clientid import (
     mac_client_id,
     rfc4361_client_id,
 )
-from dhcp4c.protocol.config import DEFAULT_PARAMETER_REQUEST_LIST, MANAGED_OPTIONS
+from dhcp4c.protocol.config import (
+    DEFAULT_PARAMETER_REQUEST_LIST,
+    MACHINE_CHOICES,
+    ClientConfig,
+)
 from dhcp4c.protocol.lease import Lease, is_usable_address, offered_interface
 from dhcp4c.protocol.message import (
     BOOTREPLY,
@@ -115,7 +119,7 @@ from dhcp4c.protocol.message import (
     MessageError,
     MessageType,
 )
-from dhcp4c.protocol.options import OptionCode, Options
+from dhcp4c.protocol.options import OptionCode
 from dhcp4c.protocol.retransmit import backoff_delay, exchange_interval, lease_retransmit_at
 
 __all__ = [
@@ -290,35 +294,8 @@ class MachineConfig:
     def __post_init__(self) -> None:
         if not 1 <= len(self.hwaddr) <= 16 or not any(self.hwaddr):
             raise ValueError(f"unusable hardware address {self.hwaddr.hex(':')!r}")
-        if not 576 <= self.max_message_size <= 0xFFFF:
-            raise ValueError(f"max_message_size {self.max_message_size} not in 576..65535")
-        if self.client_id is not None and len(self.client_id) < 2:
-            raise ValueError("client_id must be at least 2 bytes (RFC 2132 §9.14)")
-        if self.client_id_type not in ("duid", "mac"):
-            raise ValueError(f"client_id_type must be 'duid' or 'mac': {self.client_id_type!r}")
-        if self.hostname is not None and not (
-            0 < len(self.hostname) <= 255 and self.hostname.isascii()
-        ):
-            raise ValueError(f"hostname must be 1..255 ASCII characters: {self.hostname!r}")
-        if self.vendor_class is not None and not 0 < len(self.vendor_class) <= 255:
-            raise ValueError("vendor_class must be 1..255 bytes")
-        prl = self.parameter_request_list
-        if not all(1 <= code <= 254 for code in prl) or len(set(prl)) != len(prl):
-            raise ValueError(f"parameter_request_list must be distinct codes 1..254: {prl}")
-        clash = MANAGED_OPTIONS.intersection(self.extra_options)
-        if clash:
-            raise ValueError(f"extra_options may not set managed options {sorted(clash)}")
-        Options(self.extra_options)  # raises MessageError on a malformed code or value
-        if self.retransmit_initial <= 0 or self.retransmit_cap < self.retransmit_initial:
-            raise ValueError("need 0 < retransmit_initial <= retransmit_cap")
-        if self.retransmit_jitter < 0 or self.renew_retransmit_min <= 0:
-            raise ValueError("need retransmit_jitter >= 0 and renew_retransmit_min > 0")
-        if self.max_request_tries < 1:
-            raise ValueError("max_request_tries must be at least 1")
-        if self.backoff_initial < 0 or self.backoff_cap < self.backoff_initial:
-            raise ValueError("need 0 <= backoff_initial <= backoff_cap")
-        if self.decline_wait < 10:
-            raise ValueError("decline_wait must be at least 10 s (RFC 2131 §3.1)")
+        # The user's choices are checked once, where they are defined, with the same errors.
+        ClientConfig(**{name: getattr(self, name) for name in MACHINE_CHOICES})
 
     @property
     def client_identifier(self) -> bytes:
