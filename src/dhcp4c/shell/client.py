@@ -227,7 +227,7 @@ class Client:
             # Validate now, so that an unusable address is a clear error at start-up.
             config.for_interface(interface, hwaddr)
         self.interface = interface
-        self.config = config
+        self._config = config
         self._hwaddr = hwaddr
         self._mtu = mtu
         self._callback = callback
@@ -265,6 +265,11 @@ class Client:
     def lease(self) -> Lease | None:
         """The lease the client holds and relies on (callback applied), or None."""
         return self._observers.lease
+
+    @property
+    def config(self) -> ClientConfig:
+        """The configuration the client was made with."""
+        return self._config
 
     @property
     def state(self) -> State:
@@ -446,7 +451,7 @@ class Client:
             self._log.info("%s: hardware address changed, forgetting the lease", self.interface)
             self._held = None
         self._last_hwaddr = hwaddr
-        machine_config = self.config.for_interface(self.interface, hwaddr, mtu)
+        machine_config = self._config.for_interface(self.interface, hwaddr, mtu)
         self._setup_clocks()
         machine = Machine(
             machine_config,
