@@ -4,12 +4,13 @@ Architecture. `message`/`options` are the codec: the compiled construct declarat
 bytes to an immutable `Message` and back, losslessly, raising only `MessageError`; option values
 are declared per code in the registry of `options` and decoded when read. `machine` is the client's
 protocol as a pure state machine (RFC 2131 §4.4): inputs carry `now`, outputs are `Send` commands
-and lease events; `lease` turns an accepted DHCPACK into a sanitised `Lease`. `client` is the thin
-Trio shell (one restartable supervisor runnable per interface): it feeds datagrams from the
-`transport` package (AF_PACKET with a BPF filter while unconfigured, UDP once bound) and timers
-into the machine, carries its actions out, awaits the lease callback (`netconfig`, rtnetlink),
-holds the latest lease event and the carrier in trio-util values and fans events out to
-observers (`observe`); `linkwatch` follows the link over netlink (carrier, hardware address,
+and lease events, its configuration made from a `ClientConfig` (what the user chooses, `config`)
+and the interface's identity; `lease` turns an accepted DHCPACK into a sanitised `Lease`. `client`
+is the thin Trio shell (one restartable supervisor runnable per interface): it feeds datagrams
+from the `transport` package (AF_PACKET with a BPF filter while unconfigured, UDP once bound) and
+timers into the machine, carries its actions out, awaits the lease callback (`netconfig`,
+rtnetlink), holds the latest lease event and the carrier in trio-util values and fans events out
+to observers (`observe`); `linkwatch` follows the link over netlink (carrier, hardware address,
 removal) and drives the client accordingly. `leasefile` keeps leases across restarts, `cli` is
 the `dhcp4c` command (the same Trio client; its first DISCOVER goes out before the kernel side is
 imported, and that import runs in a worker thread while the server answers) and `testing` holds
