@@ -460,9 +460,9 @@ def _child(kind: str) -> float:
 
 
 def _hwaddr(ifname: str) -> bytes:
-    from dhcp4c.shell.client import interface_info
+    from dhcp4c.linux.interface import read_ethernet
 
-    return interface_info(ifname)[0]
+    return read_ethernet(ifname).hwaddr
 
 
 def fresh_process(the_rig: Rig, kind: str, reps: int) -> list[float]:

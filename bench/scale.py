@@ -49,7 +49,8 @@ import trio  # noqa: E402
 
 import supervisor  # noqa: E402
 from dhcp4c.consumers import netconfig  # noqa: E402
-from dhcp4c.shell.client import Client, default_transport, interface_info  # noqa: E402
+from dhcp4c.linux.interface import read_ethernet  # noqa: E402
+from dhcp4c.shell.client import Client, default_transport  # noqa: E402
 from dhcp4c.shell.runner import run_interface  # noqa: E402
 from dhcp4c.shell.transport import Transport  # noqa: E402
 from dhcp4c.testing.dnsmasq import Dnsmasq, DnsmasqConfig  # noqa: E402
@@ -175,7 +176,7 @@ async def bind_all(
     """
     namespace = network.client
     with namespace.entered():
-        info = {name: interface_info(name) for name in network.interfaces}
+        info = {name: read_ethernet(name) for name in network.interfaces}
 
     def factory(interface: str, address: IPv4Address | None) -> Transport:
         with namespace.entered():
@@ -184,10 +185,16 @@ async def bind_all(
     rss_before, _, fds_before = process_figures()
     clients = []
     for name in network.interfaces:
-        hwaddr, mtu = info[name]
+        facts = info[name]
         callback = netconfig.configure(name, netns=namespace.name, mtu=False) if configure else None
         clients.append(
-            Client(name, hwaddr=hwaddr, mtu=mtu, transport_factory=factory, callback=callback)
+            Client(
+                name,
+                hwaddr=facts.hwaddr,
+                mtu=facts.mtu,
+                transport_factory=factory,
+                callback=callback,
+            )
         )
 
     async def root() -> None:

@@ -2,8 +2,9 @@
 
 The tree is the architecture, each layer importing only those below it. `protocol` is the pure
 core: the codec (construct declarations taking bytes to an immutable `Message` and back, raising
-only `MessageError`), the option registry, the `Lease` value and the state machine, fed `now` and
-datagrams and answering with `Send` commands and lease events. `linux` is the plumbing: framing,
+only `MessageError`), the option registry, the `Lease` value, the client's configuration
+(`ClientConfig`) and the state machine, fed `now` and datagrams and answering with `Send`
+commands and lease events. `linux` is the plumbing: framing,
 the BPF filter, the packet and UDP transports, rtnetlink with pyroute2's messages, the link
 watch. `shell` is the thin Trio client that runs one machine per interface as a restartable
 supervisor runnable and carries its actions out; `consumers` apply a lease (kernel address and
@@ -29,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "Options": "dhcp4c.protocol.options",
     "Lease": "dhcp4c.protocol.lease",
     "Route": "dhcp4c.protocol.lease",
+    "ClientConfig": "dhcp4c.protocol.config",
     "Machine": "dhcp4c.protocol.machine",
     "MachineConfig": "dhcp4c.protocol.machine",
     "State": "dhcp4c.protocol.machine",
@@ -44,6 +46,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from dhcp4c.protocol.config import ClientConfig
     from dhcp4c.protocol.lease import Lease, Route
     from dhcp4c.protocol.machine import (
         InvalidTransition,
@@ -63,6 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Client",
+    "ClientConfig",
     "InvalidTransition",
     "Lease",
     "LeaseBound",

@@ -117,14 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             finally:
                 _say("cleaning up: stopping the server, removing the namespaces")
     except BaseException as error:
-        from dhcp4c.cli import only_interrupts
+        from dhcp4c._exceptions import innermost, only_interrupts
 
         if only_interrupts(error):
             _say("interrupted; everything was removed")
             return 130
-        leaf = error
-        while len(getattr(leaf, "exceptions", ())) == 1:  # Trio's single-error groups
-            leaf = leaf.exceptions[0]  # type: ignore[attr-defined]
+        leaf = innermost(error)  # through Trio's single-error groups
         if isinstance(leaf, (NetnsError, OSError, RuntimeError)):
             print(f"dhcp4c-demo: error: {leaf}", file=sys.stderr)
             return 1

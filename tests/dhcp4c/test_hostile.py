@@ -41,6 +41,7 @@ from dhcp4c.shell.client import Client
 from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind
 from dhcp4c.testing.memory import Faults, MemoryNetwork
 from dhcp4c.testing.server import ServerConfig, ServerCore, drop_replies
+from support.clients import split_options
 from support.faults import (
     HOSTILE,
     HostileNetwork,
@@ -216,12 +217,14 @@ async def run_client(
     link = net.attach(HW)
     events: list[LeaseEvent] = []
     cores = [ServerCore(config) for config in configs]
+    config, options = split_options(client_config)
     client = Client(
         "eth0",
+        config,
         hwaddr=HW,
         transport_factory=lambda _interface, _address: link.open(),
         rng=random.Random(seed),
-        **client_config,
+        **options,
     )
     async with trio.open_nursery() as nursery:
         hostile = HostileNetwork(net, nursery)

@@ -34,6 +34,7 @@ from dhcp4c.testing.server import (
 )
 from dhcp4c.testing.server_net import serve_memory
 from supervisor import Backoff, NodeState, supervise
+from support.clients import split_options
 
 HW = b"\x02\x00\x00\x00\x00\x01"
 SERVER = IPv4Address("192.0.2.1")
@@ -130,12 +131,14 @@ async def rig(
         holder[0].calls.append((trio.current_time(), old, new))
 
     client_config.setdefault("callback", callback)
+    config, options = split_options(client_config)
     client = Client(
         "eth0",
+        config,
         hwaddr=HW,
         transport_factory=factory,
         rng=random.Random(seed),
-        **client_config,
+        **options,
     )
     async with trio.open_nursery() as nursery:
         setup = Rig(net, link, core, client, nursery)

@@ -34,8 +34,9 @@ import trio
 import trio.testing
 
 from dhcp4c.consumers import netconfig
+from dhcp4c.linux.interface import read_ethernet
 from dhcp4c.protocol.machine import State
-from dhcp4c.shell.client import Client, default_transport, interface_info
+from dhcp4c.shell.client import Client, default_transport
 from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind
 from dhcp4c.shell.runner import run_interface
 from dhcp4c.shell.transport import Transport
@@ -220,7 +221,8 @@ async def test_soak_dnsmasq_real_time(
             return default_transport(interface, address)
 
     with client_ns.entered():
-        hwaddr, mtu = interface_info(end.name)
+        facts = read_ethernet(end.name)
+        hwaddr, mtu = facts.hwaddr, facts.mtu
     client = Client(
         end.name,
         hwaddr=hwaddr,

@@ -51,6 +51,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from dhcp4c.protocol.config import ClientConfig
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import (
     LeaseBound,
@@ -448,12 +449,12 @@ async def _client_program(seed: int, lease_time: int, program: list[tuple[Any, .
 
     client = Client(
         "eth0",
+        ClientConfig(suspend_check=SUSPEND_CHECK),
         hwaddr=HW,
         callback=callback,
         transport_factory=lambda _interface, _address: link.open(),
         rng=random.Random(seed),
         boottime=boottime,
-        suspend_check=SUSPEND_CHECK,
     )
     async with trio.open_nursery() as nursery:
         hostile = HostileNetwork(net, nursery)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +30,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_PERMANENT
 
 from dhcp4c.consumers import leasefile, resolvconf
 from dhcp4c.linux import rtnl
+from dhcp4c.shell.client import LeaseCallback
 
 if TYPE_CHECKING:
     from dhcp4c.protocol.lease import Lease, Route
@@ -49,8 +50,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-LeaseCallback = Callable[["Lease | None", "Lease | None"], Awaitable[None]]
 
 RTPROT_DHCP = rtnl.RTPROT_DHCP
 MIN_MTU = 576  # RFC 791: every host must accept datagrams of 576 octets

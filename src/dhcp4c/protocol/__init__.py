@@ -2,7 +2,8 @@
 
 The codec (`message`, `options`, both declared with construct in `wire`), client identifiers
 (`clientid`), DNS names (`dnsname`), the lease value (`lease`), retransmission schedules
-(`retransmit`) and the state machine (`machine`: its configuration, states, events and
+(`retransmit`), the user's configuration (`config`: `ClientConfig`, and its one conversion into
+the machine's) and the state machine (`machine`: its configuration, states, events and
 transitions).
 
 Invariant: no module here imports trio, sockets, the Linux layer or the shell, and none reads a

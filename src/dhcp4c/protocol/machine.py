@@ -105,6 +105,11 @@ from dhcp4c.protocol.clientid import (
     mac_client_id,
     rfc4361_client_id,
 )
+from dhcp4c.protocol.config import (
+    DEFAULT_PARAMETER_REQUEST_LIST,
+    MACHINE_CHOICES,
+    ClientConfig,
+)
 from dhcp4c.protocol.lease import Lease, is_usable_address, offered_interface
 from dhcp4c.protocol.message import (
     BOOTREPLY,
@@ -114,7 +119,7 @@ from dhcp4c.protocol.message import (
     MessageError,
     MessageType,
 )
-from dhcp4c.protocol.options import OptionCode, Options
+from dhcp4c.protocol.options import OptionCode
 from dhcp4c.protocol.retransmit import backoff_delay, exchange_interval, lease_retransmit_at
 
 __all__ = [
@@ -134,42 +139,6 @@ __all__ = [
 ]
 
 _UNSPECIFIED = IPv4Address(0)
-
-#: Requested in DISCOVER and REQUEST alike (RFC 2131 §4.4.1 wants the same list in both): subnet
-#: mask, router, DNS, domain, interface MTU, broadcast address, NTP, lease/T1/T2, domain search,
-#: classless routes. Option 108 (IPv6-only preferred) is left out on purpose: RFC 8925 §3.2 allows
-#: requesting it only when the client implements the IPv6-only mode, which this one does not.
-DEFAULT_PARAMETER_REQUEST_LIST: tuple[int, ...] = (
-    OptionCode.SUBNET_MASK,
-    OptionCode.ROUTER,
-    OptionCode.DOMAIN_NAME_SERVER,
-    OptionCode.DOMAIN_NAME,
-    OptionCode.INTERFACE_MTU,
-    OptionCode.BROADCAST_ADDRESS,
-    OptionCode.NTP_SERVERS,
-    OptionCode.IP_ADDRESS_LEASE_TIME,
-    OptionCode.RENEWAL_TIME_VALUE,
-    OptionCode.REBINDING_TIME_VALUE,
-    OptionCode.DOMAIN_SEARCH,
-    OptionCode.CLASSLESS_STATIC_ROUTE,
-)
-
-# Options the machine composes itself; `extra_options` may not override them.
-_MANAGED_OPTIONS = frozenset(
-    {
-        OptionCode.REQUESTED_IP_ADDRESS,
-        OptionCode.IP_ADDRESS_LEASE_TIME,
-        OptionCode.OPTION_OVERLOAD,
-        OptionCode.DHCP_MESSAGE_TYPE,
-        OptionCode.SERVER_IDENTIFIER,
-        OptionCode.PARAMETER_REQUEST_LIST,
-        OptionCode.MAXIMUM_DHCP_MESSAGE_SIZE,
-        OptionCode.CLIENT_IDENTIFIER,
-        OptionCode.RAPID_COMMIT,
-        OptionCode.HOST_NAME,
-        OptionCode.VENDOR_CLASS_IDENTIFIER,
-    }
-)
 
 
 class InvalidTransition(RuntimeError):
@@ -325,35 +294,8 @@ class MachineConfig:
     def __post_init__(self) -> None:
         if not 1 <= len(self.hwaddr) <= 16 or not any(self.hwaddr):
             raise ValueError(f"unusable hardware address {self.hwaddr.hex(':')!r}")
-        if not 576 <= self.max_message_size <= 0xFFFF:
-            raise ValueError(f"max_message_size {self.max_message_size} not in 576..65535")
-        if self.client_id is not None and len(self.client_id) < 2:
-            raise ValueError("client_id must be at least 2 bytes (RFC 2132 §9.14)")
-        if self.client_id_type not in ("duid", "mac"):
-            raise ValueError(f"client_id_type must be 'duid' or 'mac': {self.client_id_type!r}")
-        if self.hostname is not None and not (
-            0 < len(self.hostname) <= 255 and self.hostname.isascii()
-        ):
-            raise ValueError(f"hostname must be 1..255 ASCII characters: {self.hostname!r}")
-        if self.vendor_class is not None and not 0 < len(self.vendor_class) <= 255:
-            raise ValueError("vendor_class must be 1..255 bytes")
-        prl = self.parameter_request_list
-        if not all(1 <= code <= 254 for code in prl) or len(set(prl)) != len(prl):
-            raise ValueError(f"parameter_request_list must be distinct codes 1..254: {prl}")
-        clash = _MANAGED_OPTIONS.intersection(self.extra_options)
-        if clash:
-            raise ValueError(f"extra_options may not set managed options {sorted(clash)}")
-        Options(self.extra_options)  # raises MessageError on a malformed code or value
-        if self.retransmit_initial <= 0 or self.retransmit_cap < self.retransmit_initial:
-            raise ValueError("need 0 < retransmit_initial <= retransmit_cap")
-        if self.retransmit_jitter < 0 or self.renew_retransmit_min <= 0:
-            raise ValueError("need retransmit_jitter >= 0 and renew_retransmit_min > 0")
-        if self.max_request_tries < 1:
-            raise ValueError("max_request_tries must be at least 1")
-        if self.backoff_initial < 0 or self.backoff_cap < self.backoff_initial:
-            raise ValueError("need 0 <= backoff_initial <= backoff_cap")
-        if self.decline_wait < 10:
-            raise ValueError("decline_wait must be at least 10 s (RFC 2131 §3.1)")
+        # The user's choices are checked once, where they are defined, with the same errors.
+        ClientConfig(**{name: getattr(self, name) for name in MACHINE_CHOICES})
 
     @property
     def client_identifier(self) -> bytes:

@@ -54,23 +54,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import logging
 import math
 import random
 import socket
-import struct
 import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Any
 
 import trio
 from trio_util import AsyncBool, AsyncValue
 
+from dhcp4c._exceptions import unwrap_group
+from dhcp4c.linux.interface import read_ethernet
+from dhcp4c.protocol.config import ClientConfig
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import (
     Action,
@@ -80,7 +80,6 @@ from dhcp4c.protocol.machine import (
     LeaseLost,
     LeaseRenewed,
     Machine,
-    MachineConfig,
     Send,
     State,
 )
@@ -94,7 +93,6 @@ __all__ = [
     "LeaseCallback",
     "TransportFactory",
     "default_transport",
-    "interface_info",
 ]
 
 _log = logging.getLogger("dhcp4c.shell.client")
@@ -117,34 +115,7 @@ _QUEUE = 16
 _SUSPEND_THRESHOLD = 1.0
 # How long a stop may take to send DHCPRELEASE and run the callback once cancelled.
 _STOP_TIMEOUT = 2.0
-_ARPHRD_ETHER = 1
-_SIOCGIFHWADDR = 0x8927
-_SIOCGIFMTU = 0x8921
-# MachineConfig fields the shell fills in itself.
-_SHELL_FIELDS = frozenset({"hwaddr", "interface", "htype"})
-_MACHINE_FIELDS = frozenset(f.name for f in dataclasses.fields(MachineConfig)) - _SHELL_FIELDS
-_PLACEHOLDER_HWADDR = b"\x02\x00\x00\x00\x00\x01"
-
-
-def interface_info(interface: str) -> tuple[bytes, int]:
-    """Read the hardware address and MTU of `interface` (SIOCGIFHWADDR, SIOCGIFMTU).
-
-    Two ioctls on a throw-away UDP socket: cheap, no netlink, and they answer for the network
-    namespace of the calling thread (unlike /sys/class/net, which shows the namespace sysfs was
-    mounted in).
-
-    Raises:
-        OSError: no such interface (ENODEV), or a link type other than Ethernet.
-    """
-    ifreq = struct.pack("16s16x", interface.encode())
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        raw = fcntl.ioctl(sock.fileno(), _SIOCGIFHWADDR, ifreq)
-        family = struct.unpack_from("=H", raw, 16)[0]
-        if family != _ARPHRD_ETHER:
-            raise OSError(f"{interface}: link type {family} is not Ethernet")
-        hwaddr = bytes(raw[18:24])
-        mtu = struct.unpack_from("=i", fcntl.ioctl(sock.fileno(), _SIOCGIFMTU, ifreq), 16)[0]
-    return hwaddr, int(mtu)
+_DEFAULT_CONFIG = ClientConfig()
 
 
 def default_transport(interface: str, address: IPv4Address | None) -> Transport:
@@ -219,26 +190,22 @@ class Client:
 
     Args:
         interface: the interface name.
-        hwaddr: the hardware address to use; default: read from the interface at each run.
-        mtu: the interface MTU for option 57; default: read from the interface at each run.
-        lease: a lease known from before (a lease file); the first run verifies it by
-            INIT-REBOOT. Its times are on the Trio clock.
+        config: what the user chooses (`dhcp4c.protocol.config.ClientConfig`, validated when
+            made); the interface's identity is read from the interface at each run.
         callback: `async def callback(old, new)`, awaited before the client relies on a lease
             change (see `dhcp4c.consumers.netconfig`); its exceptions end `run()`.
+        lease: a lease known from before (a lease file); the first run verifies it by
+            INIT-REBOOT. Its times are on the Trio clock.
         transport_factory: opens transports (default: the real sockets, `default_transport`).
         rng: randomness for xids, jitter and backoff (default: a fresh `random.Random()`).
         boottime: a clock that keeps counting while the host is suspended; default
             CLOCK_BOOTTIME, or the Trio clock when that is a `MockClock` (tests).
-        suspend_check: while a lease is held, compare the clocks at least this often (seconds).
-        **config: `MachineConfig` fields: client_id, client_id_type, duid, iaid, hostname,
-            vendor_class, parameter_request_list, extra_options, max_message_size (default: from
-            the MTU), broadcast_flag, rapid_commit, release_on_stop, retransmit_initial,
-            retransmit_cap, retransmit_jitter, renew_retransmit_min, max_request_tries,
-            backoff_initial, backoff_cap, decline_wait.
+        hwaddr: the hardware address to use instead of the interface's (tests, the command
+            that read it already); default: read from the interface at each run.
+        mtu: the MTU to use instead of the interface's (1500 with `hwaddr` and no `mtu`).
 
     Raises:
-        TypeError: an unknown configuration key.
-        ValueError: a configuration value the machine refuses (checked here, not at `run()`).
+        ValueError: `hwaddr` is unusable (all zeros).
 
     The client keeps its lease, counters and observers across runs; one run at a time.
     """
@@ -246,33 +213,28 @@ class Client:
     def __init__(
         self,
         interface: str,
+        config: ClientConfig = _DEFAULT_CONFIG,
         *,
-        hwaddr: bytes | None = None,
-        mtu: int | None = None,
-        lease: Lease | None = None,
         callback: LeaseCallback | None = None,
+        lease: Lease | None = None,
         transport_factory: TransportFactory | None = None,
         rng: random.Random | None = None,
         boottime: Callable[[], float] | None = None,
-        suspend_check: float = 60.0,
-        **config: Any,
+        hwaddr: bytes | None = None,
+        mtu: int | None = None,
     ) -> None:
-        unknown = set(config) - _MACHINE_FIELDS
-        if unknown:
-            raise TypeError(f"unknown client configuration: {', '.join(sorted(unknown))}")
-        if suspend_check <= 0:
-            raise ValueError("suspend_check must be positive")
-        # Validate now, so that a bad option is a clear error at start-up, not a dead runnable.
-        MachineConfig(hwaddr=hwaddr or _PLACEHOLDER_HWADDR, interface=interface, **config)
+        if hwaddr is not None:
+            # Validate now, so that an unusable address is a clear error at start-up.
+            config.for_interface(interface, hwaddr)
         self.interface = interface
+        self._config = config
         self._hwaddr = hwaddr
         self._mtu = mtu
-        self._config = dict(config)
         self._callback = callback
         self._factory = transport_factory or default_transport
         self._rng = rng if rng is not None else random.Random()
         self._boottime = boottime
-        self._suspend_check = suspend_check
+        self._suspend_check = config.suspend_check
         self._observers = LeaseObservers()
         self.stats = ClientStats()
         # The lease to resume from at the next run, on the machine's clock.
@@ -303,6 +265,11 @@ class Client:
     def lease(self) -> Lease | None:
         """The lease the client holds and relies on (callback applied), or None."""
         return self._observers.lease
+
+    @property
+    def config(self) -> ClientConfig:
+        """The configuration the client was made with."""
+        return self._config
 
     @property
     def state(self) -> State:
@@ -450,24 +417,20 @@ class Client:
         wake_send, wake_receive = trio.open_memory_channel[bytes | None](_QUEUE)
         self._wake = wake_send
         try:
-            async with trio.open_nursery() as nursery:
-                try:
-                    await self._loop(machine, nursery, wake_receive, task_status)
-                except trio.Cancelled:
-                    with trio.CancelScope(shield=True) as scope:
-                        scope.deadline = trio.current_time() + _STOP_TIMEOUT
-                        await self._stop(machine, nursery)
-                    raise
-                finally:
-                    self._close_all(nursery, wait=False)
-                    nursery.cancel_scope.cancel()
-        except BaseException as error:
             # The loop runs in the nursery's body, so Trio wraps its exception in a group:
             # callers (the command, a supervisor's log) deserve the callback's error itself.
-            inner = getattr(error, "exceptions", None)
-            if inner is not None and len(inner) == 1 and isinstance(inner[0], Exception):
-                raise inner[0] from None
-            raise
+            with unwrap_group():
+                async with trio.open_nursery() as nursery:
+                    try:
+                        await self._loop(machine, nursery, wake_receive, task_status)
+                    except trio.Cancelled:
+                        with trio.CancelScope(shield=True) as scope:
+                            scope.deadline = trio.current_time() + _STOP_TIMEOUT
+                            await self._stop(machine, nursery)
+                        raise
+                    finally:
+                        self._close_all(nursery, wait=False)
+                        nursery.cancel_scope.cancel()
         finally:
             self._close_all(None, wait=True)
             self._held = machine.lease
@@ -480,16 +443,15 @@ class Client:
             hwaddr = self._hwaddr
             mtu = self._mtu if self._mtu is not None else 1500
         else:
-            hwaddr, probed = interface_info(self.interface)
-            mtu = self._mtu if self._mtu is not None else probed
+            facts = read_ethernet(self.interface)
+            hwaddr = facts.hwaddr
+            mtu = self._mtu if self._mtu is not None else facts.mtu
         if self._last_hwaddr is not None and hwaddr != self._last_hwaddr:
             # A new hardware address is a new client to the server: its lease is not ours.
             self._log.info("%s: hardware address changed, forgetting the lease", self.interface)
             self._held = None
         self._last_hwaddr = hwaddr
-        config = dict(self._config)
-        config.setdefault("max_message_size", MachineConfig.max_message_size_for_mtu(mtu))
-        machine_config = MachineConfig(hwaddr=hwaddr, interface=self.interface, **config)
+        machine_config = self._config.for_interface(self.interface, hwaddr, mtu)
         self._setup_clocks()
         machine = Machine(
             machine_config,

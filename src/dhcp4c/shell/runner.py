@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from dhcp4c._exceptions import unwrap_group
 from dhcp4c.linux.linkwatch import (
     HWADDR_CHANGED,
     INTERFACE_GONE,
@@ -127,15 +128,10 @@ async def _run_until_change(
     running: Callable[[], Awaitable[None]] | None = None,
 ) -> HwaddrChanged | LinkGone:
     """Run the client, telling it the carrier, until the link changes identity or goes."""
-    try:
+    # The client runs in a nursery, so Trio wraps its exception in a group: the supervisor's
+    # log (and `propagate_exceptions`) deserve the client's error itself.
+    with unwrap_group():
         return await _supervise_client(client, links, tracker, log, running)
-    except BaseException as error:
-        # The client runs in a nursery, so Trio wraps its exception in a group: the supervisor's
-        # log (and `propagate_exceptions`) deserve the client's error itself.
-        inner = getattr(error, "exceptions", None)
-        if inner is not None and len(inner) == 1 and isinstance(inner[0], Exception):
-            raise inner[0] from None
-        raise
 
 
 async def _supervise_client(

@@ -19,6 +19,7 @@ import trio
 import trio.testing
 
 from dhcp4c import cli
+from dhcp4c.protocol.config import DEFAULT_PARAMETER_REQUEST_LIST
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import State
 from dhcp4c.protocol.message import BOOTREPLY, Message
@@ -48,7 +49,7 @@ def usage_error(*argv: str) -> str:
 def test_defaults() -> None:
     settings = parse("eth0")
     assert settings == cli.Settings(interfaces=("eth0",))
-    assert settings.configure and settings.rapid_commit and not settings.once
+    assert settings.configure and settings.client.rapid_commit and not settings.once
     assert settings.timeout is None and settings.lease_dir is None
 
 
@@ -88,13 +89,15 @@ def test_every_option() -> None:
     )
     assert settings.interfaces == ("eth0", "eth1")
     assert settings.once and settings.timeout == 2.5 and not settings.configure
-    assert settings.json and settings.verbosity == 1 and settings.release
+    assert settings.json and settings.verbosity == 1 and settings.client.release_on_stop
     assert settings.lease_dir == Path("/tmp/leases")
-    assert settings.client_id == bytes.fromhex("01020304050607")
-    assert settings.hostname == "host-1.example"  # the root dot is dropped
-    assert settings.vendor_class == b"acme"
-    assert settings.request_options == (42, 119)  # duplicates (42 == 0x2a) once
-    assert not settings.rapid_commit and settings.broadcast_flag
+    client = settings.client
+    assert client.client_id == bytes.fromhex("01020304050607")
+    assert client.hostname == "host-1.example"  # the root dot is dropped
+    assert client.vendor_class == b"acme"
+    # 42 and 119 are requested by default already: duplicates (42 == 0x2a) once.
+    assert client.parameter_request_list == DEFAULT_PARAMETER_REQUEST_LIST
+    assert not client.rapid_commit and client.broadcast_flag
     assert settings.resolv_conf == Path("/tmp/resolv.conf")
     assert settings.route_metric == 50 and not settings.routes and not settings.mtu
 
@@ -115,7 +118,12 @@ def test_verbosity(flags: tuple[str, ...], verbosity: int) -> None:
 @pytest.mark.parametrize(("text", "kind"), [("duid", "duid"), ("mac", "mac")])
 def test_client_id_kinds(text: str, kind: str) -> None:
     settings = parse("--client-id", text, "eth0")
-    assert settings.client_id is None and settings.client_id_type == kind
+    assert settings.client.client_id is None and settings.client.client_id_type == kind
+
+
+def test_request_options_extend_the_default_list() -> None:
+    settings = parse("--request-option", "224", "--request-option", "0xe0", "-q", "eth0")
+    assert settings.client.parameter_request_list == (*DEFAULT_PARAMETER_REQUEST_LIST, 224)
 
 
 @pytest.mark.parametrize(
@@ -175,13 +183,13 @@ def test_main_reports_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_privileges(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_effective_capabilities", lambda: 0)
+    monkeypatch.setattr(cli.run, "_effective_capabilities", lambda: 0)
     with pytest.raises(cli.CommandError) as caught:
         cli.check_privileges(parse("eth0"))
     assert caught.value.code == cli.EXIT_PRIVILEGES
     assert "CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW" in str(caught.value)
     # Without configuring the kernel, CAP_NET_ADMIN is not needed.
-    monkeypatch.setattr(cli, "_effective_capabilities", lambda: (1 << 13) | (1 << 10))
+    monkeypatch.setattr(cli.run, "_effective_capabilities", lambda: (1 << 13) | (1 << 10))
     cli.check_privileges(parse("--no-configure", "eth0"))
     with pytest.raises(cli.CommandError, match=r"\(CAP_NET_ADMIN\)"):
         cli.check_privileges(parse("eth0"))
@@ -206,12 +214,16 @@ def test_loopback_is_not_ethernet() -> None:
     [("eth0", "eth0"), ("enp0s3", "enp0s3"), ("eth0.100", "eth0_100"), ("WLAN-1", "wlan_1")],
 )
 def test_node_names(name: str, expected: str) -> None:
-    assert cli._node_name(name, set()) == expected
+    assert cli.run._node_name(name, set()) == expected
 
 
 def test_node_names_are_unique() -> None:
     taken: set[str] = set()
-    assert [cli._node_name(n, taken) for n in ("a.b", "a-b", "a_b")] == ["a_b", "a_b_2", "a_b_3"]
+    assert [cli.run._node_name(n, taken) for n in ("a.b", "a-b", "a_b")] == [
+        "a_b",
+        "a_b_2",
+        "a_b_3",
+    ]
 
 
 def _lease() -> Lease:
@@ -308,7 +320,7 @@ def test_startup_imports_stay_lazy() -> None:
 
 
 class FakeKernel:
-    """`cli._KernelSide` as `_run_node` sees it, recording when the import is asked for."""
+    """`cli.run._KernelSide` as `_run_node` sees it, recording when the import is asked for."""
 
     loaded = None
 
@@ -341,15 +353,15 @@ async def test_the_first_discover_goes_out_before_the_kernel_side_is_imported(
     kernel = FakeKernel(client)
     async with trio.open_nursery() as nursery:
         await nursery.start(serve_memory, ServerCore(config), net.server(config.server_id))
-        await cli._run_node(client, kernel)  # type: ignore[arg-type]
+        await cli.run._run_node(client, kernel)  # type: ignore[arg-type]
         nursery.cancel_scope.cancel()
     assert kernel.sent_at_request == {"DISCOVER": 1}
     assert client.lease is not None
 
 
 async def test_a_failed_kernel_import_ends_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli._KernelSide, "_MODULES", ("dhcp4c.no_such_module",))
-    kernel = cli._KernelSide()
+    monkeypatch.setattr(cli.run._KernelSide, "_MODULES", ("dhcp4c.no_such_module",))
+    kernel = cli.run._KernelSide()
     with pytest.raises(BaseExceptionGroup) as caught:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(kernel.run)

@@ -28,6 +28,7 @@ from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTNLGRP
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOWER_UP, IFF_UP
 
 from dhcp4c.consumers import netconfig
+from dhcp4c.linux.interface import read_ethernet
 from dhcp4c.linux.linkwatch import (
     HWADDR_CHANGED,
     INTERFACE_GONE,
@@ -49,7 +50,7 @@ from dhcp4c.linux.rtnl import (
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import State
 from dhcp4c.protocol.message import Message, MessageType
-from dhcp4c.shell.client import Client, default_transport, interface_info
+from dhcp4c.shell.client import Client, default_transport
 from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind
 from dhcp4c.shell.runner import run_interface
 from dhcp4c.shell.transport import Transport
@@ -60,6 +61,7 @@ from dhcp4c.testing.server_net import serve_memory, serve_udp
 from supervisor import NodeState, run, signal
 from supervisor import Signal as SupervisorSignal
 from supervisor.testing import harness
+from support.clients import split_options
 
 # -- netlink bytes ------------------------------------------------------------------------------
 # The decoding is `dhcp4c.linux.rtnl`'s (pyroute2's); its link messages are tested here, as the
@@ -331,12 +333,14 @@ class Net:
         ]
 
     def client(self, **config: Any) -> Client:
+        client_config, options = split_options(config)
         return Client(
             "eth0",
+            client_config,
             hwaddr=HW,
             transport_factory=lambda interface, address: self.link.open(),
             rng=random.Random(0),
-            **config,
+            **options,
         )
 
 
@@ -663,7 +667,8 @@ def real_client(end: netns.Interface) -> Client:
             return default_transport(interface, address)
 
     with namespace.entered():
-        hwaddr, mtu = interface_info(end.name)
+        facts = read_ethernet(end.name)
+        hwaddr, mtu = facts.hwaddr, facts.mtu
     return Client(
         end.name,
         hwaddr=hwaddr,

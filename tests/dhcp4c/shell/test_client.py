@@ -21,16 +21,18 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dhcp4c.protocol.config import ClientConfig
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import InvalidTransition, State
 from dhcp4c.protocol.message import BOOTREQUEST, Message, MessageType
-from dhcp4c.shell.client import Client, interface_info
+from dhcp4c.shell.client import Client
 from dhcp4c.shell.observe import LeaseEventKind
 from dhcp4c.testing.memory import MemoryLink, MemoryNetwork, ServerEndpoint
 from dhcp4c.testing.server import ServerConfig, ServerCore
 from dhcp4c.testing.server_net import serve_memory
 from supervisor import NodeState
 from supervisor.testing import harness
+from support.clients import split_options
 
 HW = b"\x02\x00\x00\x00\x00\x01"
 SERVER = IPv4Address("192.0.2.1")
@@ -57,7 +59,10 @@ class Net:
     def client(self, **config: Any) -> Client:
         config.setdefault("callback", self.record)
         config.setdefault("hwaddr", HW)
-        return Client("eth0", transport_factory=self.factory, rng=random.Random(0), **config)
+        client_config, options = split_options(config)
+        return Client(
+            "eth0", client_config, transport_factory=self.factory, rng=random.Random(0), **options
+        )
 
     def requests(self, since: float = 0.0) -> list[tuple[float, IPv4Address | None, Message]]:
         return [
@@ -101,20 +106,13 @@ async def start(n: Net, client: Client) -> trio.CancelScope:
 
 def test_configuration_is_checked_up_front() -> None:
     with pytest.raises(TypeError, match="frobnicate"):
-        Client("eth0", frobnicate=True)
+        Client("eth0", ClientConfig(frobnicate=True))  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="decline_wait"):
-        Client("eth0", decline_wait=5)
+        Client("eth0", ClientConfig(decline_wait=5))
     with pytest.raises(ValueError):
-        Client("eth0", suspend_check=0)
-    client = Client("eth0", hostname="box", rapid_commit=False)
+        Client("eth0", ClientConfig(suspend_check=0))
+    client = Client("eth0", ClientConfig(hostname="box", rapid_commit=False))
     assert client.lease is None and client.state is State.STOPPED
-
-
-def test_interface_info_refuses_what_it_cannot_use() -> None:
-    with pytest.raises(OSError, match="not Ethernet"):
-        interface_info("lo")
-    with pytest.raises(OSError):
-        interface_info("nonexistent0")
 
 
 async def test_run_on_a_missing_interface_raises() -> None:

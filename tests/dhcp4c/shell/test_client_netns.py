@@ -17,13 +17,15 @@ import pytest
 import trio
 
 from dhcp4c.consumers import netconfig
+from dhcp4c.linux.interface import read_ethernet
 from dhcp4c.protocol.machine import State
-from dhcp4c.shell.client import Client, default_transport, interface_info
+from dhcp4c.shell.client import Client, default_transport
 from dhcp4c.shell.observe import LeaseEventKind
 from dhcp4c.shell.transport import Transport
 from dhcp4c.testing import netns
 from dhcp4c.testing.server import Exchange, ServerConfig, ServerCore
 from dhcp4c.testing.server_net import serve_udp
+from support.clients import split_options
 
 pytestmark = pytest.mark.netns
 
@@ -68,29 +70,22 @@ def client_for(end: netns.Interface, **config: Any) -> Client:
             return default_transport(interface, address)
 
     with namespace.entered():
-        hwaddr, mtu = interface_info(end.name)
+        facts = read_ethernet(end.name)
+    client_config, options = split_options(config)
     return Client(
         end.name,
-        hwaddr=hwaddr,
-        mtu=mtu,
+        client_config,
+        hwaddr=facts.hwaddr,
+        mtu=facts.mtu,
         transport_factory=factory,
         rng=random.Random(),
-        **config,
+        **options,
     )
 
 
 def addresses(end: netns.Interface) -> list[str]:
     info = json.loads(end.namespace.ip("-j", "-4", "addr", "show", "dev", end.name))
     return [f"{a['local']}/{a['prefixlen']}" for link in info for a in link.get("addr_info", ())]
-
-
-def test_interface_info_reads_the_namespace_of_the_thread(
-    link: tuple[netns.Interface, netns.Interface],
-) -> None:
-    client_end, _ = link
-    with client_end.namespace.entered():
-        hwaddr, mtu = interface_info(client_end.name)
-    assert (hwaddr, mtu) == (client_end.hwaddr, 1500)
 
 
 async def test_binds_configures_and_renews_for_real(

@@ -1,0 +1,118 @@
+"""What the command prints: lease events as JSON lines on stdout, its log on stderr.
+
+This module owns the JSON event format (`event_json`, one object per line, documented for
+operators' scripts) and the log's format and levels.
+
+Invariant: the standard library only at load time (trio only to read the clock when printing).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dhcp4c.protocol.lease import Lease
+    from dhcp4c.shell.observe import LeaseEvent
+
+__all__ = ["event_json", "print_event", "setup_logging"]
+
+
+def _lease_fields(lease: Lease, now: float) -> dict[str, Any]:
+    return {
+        "address": str(lease.address),
+        "server_id": str(lease.server_id),
+        "routers": [str(router) for router in lease.routers],
+        "dns_servers": [str(server) for server in lease.dns_servers],
+        "domain": lease.domain,
+        "search": list(lease.search),
+        "mtu": lease.mtu,
+        "routes": [
+            {
+                "destination": str(route.destination),
+                "gateway": None if route.gateway is None else str(route.gateway),
+            }
+            for route in lease.routes
+        ],
+        "t1": round(max(0.0, lease.t1 - now), 3),
+        "t2": round(max(0.0, lease.t2 - now), 3),
+        "expiry": round(max(0.0, lease.expiry - now), 3),
+    }
+
+
+def event_json(
+    kind: str,
+    interface: str,
+    lease: Lease,
+    *,
+    now: float,
+    wall: float,
+    old: Lease | None = None,
+    reason: str | None = None,
+    missed: int = 0,
+) -> str:
+    """One lease event as one line of JSON.
+
+    `t1`, `t2` and `expiry` are seconds from now (the lease's times are on a clock of this
+    process only); `time` is the wall clock (Unix seconds). `old_address` for "changed",
+    `reason` for "lost", `missed` when earlier events were coalesced into this one (a reader
+    slower than the client; see `dhcp4c.shell.observe`).
+    """
+    import json
+
+    document: dict[str, Any] = {"event": kind, "interface": interface, "time": round(wall, 3)}
+    document.update(_lease_fields(lease, now))
+    if old is not None:
+        document["old_address"] = str(old.address)
+    if reason is not None:
+        document["reason"] = reason
+    if missed:
+        document["missed"] = missed
+    return json.dumps(document, sort_keys=False)
+
+
+def print_event(interface: str, event: LeaseEvent) -> None:
+    """Print `event` as one line of JSON on stdout (nothing for an event without a lease)."""
+    import time
+
+    import trio
+
+    kind = event.kind.value
+    lease = event.lease if event.lease is not None else event.old
+    if lease is None:
+        return
+    line = event_json(
+        kind,
+        interface,
+        lease,
+        now=trio.current_time(),
+        wall=time.time(),
+        old=event.old if kind == "changed" else None,
+        reason=event.reason,
+        missed=event.missed,
+    )
+    print(line, flush=True)
+
+
+def setup_logging(verbosity: int) -> None:
+    """Log to stderr as `dhcp4c: ...` lines: warnings only (-1), info (0), debug (1, 2)."""
+    import logging
+
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    if verbosity >= 1:
+        form = "dhcp4c: %(relativeCreated)8.1f ms %(name)s: %(message)s"
+    else:
+        form = "dhcp4c: %(message)s"
+    handler.setFormatter(logging.Formatter(form))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if verbosity < 2:
+        # Libraries' debug output only with -vv.
+        def quiet_libraries(record: logging.LogRecord) -> bool:
+            return record.levelno >= logging.WARNING or not record.name.startswith(
+                ("asyncio", "trio")
+            )
+
+        handler.addFilter(quiet_libraries)
