@@ -2,8 +2,9 @@
 
 The codec (`message`, `options`, both declared with construct in `wire`), client identifiers
 (`clientid`), DNS names (`dnsname`), the lease value (`lease`), retransmission schedules
-(`retransmit`) and the state machine (`machine`: its configuration, states, events and
-transitions).
+(`retransmit`), the state machine (`machine`: its configuration, states, events and
+transitions), and address conflict detection (RFC 5227): the ARP codec (`arp`) and its own
+state machine (`acd`), driven by the same shell.
 
 Invariant: no module here imports trio, sockets, the Linux layer or the shell, and none reads a
 clock or global randomness. Time comes in as `now`, randomness as a `random.Random`

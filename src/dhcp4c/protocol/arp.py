@@ -121,7 +121,7 @@ class ArpPacket:
         return self.op == OP_REQUEST and self.spa == self.tpa != _UNSPECIFIED
 
     @classmethod
-    def parse(cls, data: bytes) -> ArpPacket:
+    def parse(cls, data: bytes | bytearray | memoryview) -> ArpPacket:
         """Decode one ARP packet (the payload of an ETH_P_ARP packet socket).
 
         Args:

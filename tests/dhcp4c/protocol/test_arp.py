@@ -42,13 +42,7 @@ def wire(
     pln: int = 4,
 ) -> bytes:
     """An ARP packet laid out by hand, as RFC 826 draws it."""
-    return (
-        struct.pack("!HHBBH", hrd, pro, hln, pln, op)
-        + sha
-        + A(spa).packed
-        + tha
-        + A(tpa).packed
-    )
+    return struct.pack("!HHBBH", hrd, pro, hln, pln, op) + sha + A(spa).packed + tha + A(tpa).packed
 
 
 def test_size_is_rfc_826s_28_bytes() -> None:
@@ -121,7 +115,7 @@ def test_the_declaration_is_the_codec() -> None:
         wire()[:27],
         wire(hrd=6),  # IEEE 802 networks
         wire(pro=0x86DD),
-        wire(hln=8) ,
+        wire(hln=8),
         wire(pln=16),
     ],
     ids=["empty", "short", "not-ethernet", "not-ipv4", "hln", "pln"],
