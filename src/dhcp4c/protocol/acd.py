@@ -98,8 +98,9 @@ DEFEND_INTERVAL = 10.0  # minimum interval between defensive ARPs
 #: wait, PROBE_NUM - 1 gaps of at most PROBE_MAX, and ANNOUNCE_WAIT (1 + 2 + 2 + 2 = 7 s).
 RFC_PROBE_TIMEOUT = PROBE_WAIT + (PROBE_NUM - 1) * PROBE_MAX + ANNOUNCE_WAIT
 
-#: NetworkManager's default ACD timeout: a few round trips on any current LAN, where the
-#: RFC's 4-7 s would delay every start and every new lease.
+#: The ACD timeout NetworkManager ships enabled by default since Fedora 40 (n-acd underneath):
+#: many round trips on any current LAN, where the RFC's 4-7 s would delay every start and
+#: every new lease.
 DEFAULT_PROBE_TIMEOUT = 0.2
 
 _UNSPECIFIED = IPv4Address(0)
