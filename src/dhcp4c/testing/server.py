@@ -31,8 +31,10 @@ every reply it returns is counted and logged as sent; a message it does not answ
 address is in the pool and not declined. Bindings are keyed by the client identifier (option 61),
 else by htype + chaddr, the identifier RFC 2132 §9.14 suggests, so both spellings of one client
 share a binding. Deviations, all deliberate for a test server: replies to clients without ciaddr
-are broadcast (never unicast to an unconfigured yiaddr: that needs ARP injection); relays (giaddr)
-are not supported; the parameter request list is ignored and every configured option is sent.
+are broadcast (never unicast to an unconfigured yiaddr: that needs ARP injection); relays are
+served by the UDP shell alone (the core echoes giaddr, the shell sends to giaddr:67) and the pool
+must then be the relayed subnet; the parameter request list is ignored and every configured
+option is sent.
 """
 
 from __future__ import annotations
