@@ -16,6 +16,7 @@ through the relay.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -385,3 +386,35 @@ async def test_two_servers_request_names_the_chosen_one_and_it_answers_the_resta
 def test_option_54_is_the_server_identifier() -> None:
     # The tests above read option 54 through `server_identifier`; keep that tie explicit.
     assert OptionCode.SERVER_IDENTIFIER == 54
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="in INIT-REBOOT the client takes the first NAK from any server, even when the lease's "
+    "own server ACKs a moment later: it rediscovers and binds to whichever server offers first",
+)
+async def test_two_servers_the_other_naks_first_and_the_lease_is_kept(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(random.Random(0))
+    one = ServerCore(link_server(SERVER_1, "192.0.2.100", "192.0.2.149"))
+    two = ServerCore(link_server(SERVER_2, "192.0.2.150", "192.0.2.199", reply_delay=0.2))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve_memory, one, net.server(SERVER_1))
+        await nursery.start(serve_memory, two, net.server(SERVER_2))
+        async with client_on(net) as (client, _):
+            lease = await client.wait_bound()
+        assert lease.server_id == SERVER_1
+        # Now the lease's server is the slower one: the other's NAK comes first.
+        one.reconfigure(dataclasses.replace(one.config, reply_delay=0.3))
+        net.capture.clear()
+        kept = lease_file(str(lease.address), str(lease.server_id), at=-1)
+        async with client_on(net, lease=kept, seed=1) as (client, recorder):
+            again = await client.wait_bound()
+            await trio.sleep(1)
+        assert two.stats.sent[MessageType.NAK] == 1
+        assert one.stats.sent[MessageType.ACK] == 2
+        assert (again.address, again.server_id) == (lease.address, SERVER_1)
+        assert [m.message_type for _, _, m in sent(net)] == [REQUEST]
+        assert recorder.kinds() == [BOUND]
+        nursery.cancel_scope.cancel()

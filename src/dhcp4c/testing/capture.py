@@ -5,10 +5,10 @@
         requests = capture.dhcp(MessageType.REQUEST)
         assert requests[0].source == leased_address and requests[0].message.giaddr == ZERO
 
-It owns one AF_PACKET socket (cooked, `SOCK_DGRAM`, all protocols so that outgoing frames show) created inside the namespace and
-bound to the interface, and one thread reading it into `packets`. Only UDP datagrams to or from
-the DHCP ports (67, 68) that parse as DHCP messages are kept, with the IP and UDP header fields
-a test asserts on (who sent it, to whom, relayed or not). Both directions are seen; `outgoing`
+It owns one AF_PACKET socket (cooked, `SOCK_DGRAM`, every protocol so that outgoing frames show
+too) created inside the namespace and bound to the interface, and one thread reading it into
+`packets`. Only UDP datagrams to or from the DHCP ports (67, 68) that parse as DHCP messages are
+kept, with the IP and UDP header fields a test asserts on (who sent it, to whom, relayed or not). Both directions are seen; `outgoing`
 tells them apart.
 
 Invariants: the socket lives in the namespace it was created in and is closed by `close()`
@@ -103,9 +103,7 @@ class Capture:
         self.namespace = namespace
         self.ifname = ifname
         self.packets: list[CapturedPacket] = []
-        self._sock = namespace.socket(
-            socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(_ETH_P_ALL)
-        )
+        self._sock = namespace.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(_ETH_P_ALL))
         try:
             self._sock.bind((ifname, _ETH_P_ALL))
             self._sock.settimeout(_POLL)
@@ -145,9 +143,7 @@ class Capture:
                     )
                 )
 
-    def dhcp(
-        self, kind: MessageType | None = None, *, since: float = 0.0
-    ) -> list[CapturedPacket]:
+    def dhcp(self, kind: MessageType | None = None, *, since: float = 0.0) -> list[CapturedPacket]:
         """The packets so far (of message type `kind`, read at or after `since`)."""
         return [
             p
@@ -170,7 +166,12 @@ class Capture:
                     return packet
             if time.monotonic() > deadline:
                 seen = [
-                    (p.message.message_type, str(p.source), str(p.destination), str(p.message.giaddr))
+                    (
+                        p.message.message_type,
+                        str(p.source),
+                        str(p.destination),
+                        str(p.message.giaddr),
+                    )
                     for p in self.packets
                 ]
                 raise AssertionError(f"no matching packet on {self.ifname} in {timeout} s: {seen}")
