@@ -8,8 +8,8 @@
 It owns one AF_PACKET socket (cooked, `SOCK_DGRAM`, every protocol so that outgoing frames show
 too) created inside the namespace and bound to the interface, and one thread reading it into
 `packets`. Only UDP datagrams to or from the DHCP ports (67, 68) that parse as DHCP messages are
-kept, with the IP and UDP header fields a test asserts on (who sent it, to whom, relayed or not). Both directions are seen; `outgoing`
-tells them apart.
+kept, with the IP and UDP header fields a test asserts on (who sent it, to whom, relayed or
+not). Both directions are seen; `outgoing` tells them apart.
 
 Invariants: the socket lives in the namespace it was created in and is closed by `close()`
 (also on `__exit__`); the reader thread ends within its poll interval after that. Reading the
