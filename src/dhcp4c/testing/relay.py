@@ -50,9 +50,11 @@ def which() -> str | None:
     )
 
 
-def enable_forwarding(namespace: Namespace) -> None:
-    """Turn IPv4 forwarding on in `namespace` (a router between two test subnets)."""
-    namespace.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+def enable_forwarding(namespace: Namespace, enabled: bool = True) -> None:
+    """Turn IPv4 forwarding on (or off) in `namespace`, a router between two test subnets."""
+    # /proc/sys/net belongs to the writer's namespace; a shell, since sysctl(8) may be missing.
+    value = "1" if enabled else "0"
+    namespace.run(["sh", "-c", f"echo {value} > /proc/sys/net/ipv4/ip_forward"])
 
 
 class Relay:
