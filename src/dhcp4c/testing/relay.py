@@ -16,8 +16,11 @@ Invariants:
   (`-iu`), so it relays broadcasts from the client link (setting giaddr to the downstream
   address, RFC 1542 §4.1.1) and sends the servers' replies back onto that link.
 - `start()` returns once dhcrelay has opened both interfaces (its "Sending on" lines).
-- Forwarding is a namespace sysctl: `enable_forwarding` writes it through `ip netns exec` in a
-  namespace a Topology created, never in the host's.
+- Its packet socket on `downstream` sees every frame to port 67, so it also relays a copy of a
+  client's *unicast* REQUEST passing through the router (giaddr set, the client's ciaddr kept);
+  tests that tell a unicast renewal from a relayed one must look at giaddr and the IP source.
+- Forwarding is a namespace setting: `enable_forwarding` writes it from inside a namespace a
+  Topology created, never the host's.
 """
 
 from __future__ import annotations
