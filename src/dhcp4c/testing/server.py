@@ -10,8 +10,9 @@ Invariants: no clock or global randomness (`now` and an injected `random.Random`
 received and every reply is counted and logged, a message left unanswered is counted once in
 `stats.dropped` by reason; at most one binding holds an address, and an active binding's address
 is in the pool and not declined; bindings are keyed by option 61, else htype + chaddr (RFC 2132
-§9.14). Deliberately, for a test server: replies to clients without ciaddr are broadcast, relays
-(giaddr) are unsupported, the parameter request list is ignored (every option is sent).
+§9.14). Deliberately, for a test server: replies to clients without ciaddr are broadcast, relayed
+requests are answered by the UDP shell at giaddr:67 (the pool must be the relayed subnet), the
+parameter request list is ignored (every option is sent).
 """
 
 from __future__ import annotations

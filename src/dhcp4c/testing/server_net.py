@@ -1,13 +1,18 @@
 """Trio shells around `ServerCore`: the in-memory network and a real UDP socket on port 67.
 
 Each shell is one loop: receive a datagram, hand it to the core with `trio.current_time()` as
-`now`, send what the core returns (after `ServerConfig.reply_delay`, without holding up the next
-datagram). The core decides everything; a shell only knows addressing:
-- `serve_memory(core, endpoint)`: on a `dhcp4c.testing.memory` endpoint; deterministic under
-  `autojump_clock`.
-- `serve_udp(core, ifname)`: 0.0.0.0:67 with SO_BINDTODEVICE and SO_BROADCAST (RFC 2131 §4.1),
-  reading each request's destination with IP_PKTINFO so the core tells REBINDING (broadcast)
-  from RENEWING (unicast). Only inside a network namespace (`namespace=`), never on a host link.
+`now`, send what the core returns (after `ServerConfig.reply_delay`, without holding up the
+next datagram). The core owns every decision; a shell only knows addressing:
+
+- `serve_memory(core, endpoint)`: a server endpoint of `dhcp4c.testing.memory`; deterministic
+  under `autojump_clock`.
+- `serve_udp(core, ifname)`: a kernel UDP socket bound to 0.0.0.0:67 with SO_BINDTODEVICE and
+  SO_BROADCAST (RFC 2131 §4.1: replies go to 255.255.255.255:68, or unicast to ciaddr:68, and
+  to the relay agent at giaddr:67 when a request came through one). It reads the destination of
+  each request with IP_PKTINFO, so that the core can tell REBINDING (broadcast, or relayed) from
+  RENEWING (unicast). Run it inside a network namespace (`namespace=`), never on a host
+  interface; serving a relayed subnet needs a route back to the relay.
+
 Both run until cancelled and support `nursery.start()`, which returns once they are listening.
 """
 
@@ -41,6 +46,7 @@ logger = logging.getLogger(__name__)
 SERVER_PORT = 67
 CLIENT_PORT = 68
 _LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+_ZERO = IPv4Address(0)
 _RECEIVE_SIZE = 0x10000
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # <linux/in.h>
 _PKTINFO = struct.Struct("=i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr (header dst)
@@ -164,6 +170,12 @@ def _was_broadcast(ancillary: list[tuple[int, int, bytes]], network: IPv4Network
     return True  # no destination known: the usual case for a client without an address
 
 
+def _giaddr(payload: bytes) -> IPv4Address:
+    # The fixed header's giaddr (RFC 2131 figure 1, octets 24-27); short garbage reads as 0 and
+    # is left to the core to drop.
+    return IPv4Address(payload[24:28]) if len(payload) >= 28 else _ZERO
+
+
 async def serve_socket(
     core: ServerCore,
     sock: trio.socket.SocketType,
@@ -175,14 +187,23 @@ async def serve_socket(
     The socket is not closed here: the caller opened it.
     """
 
-    async def send(payload: bytes, destination: IPv4Address | None) -> None:
-        target = destination or _LIMITED_BROADCAST
+    async def send_to(payload: bytes, target: IPv4Address, port: int) -> None:
         try:
-            await sock.sendto(payload, (str(target), CLIENT_PORT))
+            await sock.sendto(payload, (str(target), port))
         except OSError as error:
             # A link that went down must not kill the server: the reply is lost, as on a wire.
             core.stats.dropped["send failed"] += 1
-            logger.warning("reply to %s:%d not sent: %s", target, CLIENT_PORT, error)
+            logger.warning("reply to %s:%d not sent: %s", target, port, error)
+
+    async def send(payload: bytes, destination: IPv4Address | None) -> None:
+        await send_to(payload, destination or _LIMITED_BROADCAST, CLIENT_PORT)
+
+    def relayed_to(agent: IPv4Address) -> _Send:
+        # Bound to this request's relay: a delayed reply must not follow a later one's.
+        async def send(payload: bytes, destination: IPv4Address | None) -> None:
+            await send_to(payload, agent, SERVER_PORT)
+
+        return send
 
     async with trio.open_nursery() as nursery:
         outbox = _Outbox(core, nursery)
@@ -191,9 +212,13 @@ async def serve_socket(
             payload, ancillary, _flags, _source = await sock.recvmsg(
                 _RECEIVE_SIZE, socket.CMSG_SPACE(_PKTINFO.size)
             )
-            broadcast = _was_broadcast(ancillary, core.config.network)
+            giaddr = _giaddr(payload)
+            # A relayed request was broadcast on the client's link (RFC 1542 §4.1.1), whatever
+            # reached us: it is REBINDING, not RENEWING, when it carries ciaddr.
+            relayed = giaddr != _ZERO
+            broadcast = relayed or _was_broadcast(ancillary, core.config.network)
             replies = core.handle_datagram(payload, trio.current_time(), broadcast=broadcast)
-            await outbox.deliver(replies, send)
+            await outbox.deliver(replies, relayed_to(giaddr) if relayed else send)
 
 
 async def serve_udp(
