@@ -31,8 +31,9 @@ def test_mutation_engine_finds_nothing_and_runs_at_scale(dhcpv4_corpus: Path) ->
     report = fuzz.run(MUTATE_SECONDS, corpus=dhcpv4_corpus, seed=20261128)
     print(report.summary())
     assert report.finding is None, report.finding.report() if report.finding else ""
-    # ~2000-6000 inputs/s on CI's machine; the floor only catches a target that stopped running.
-    assert report.inputs > 500 * MUTATE_SECONDS
+    # The floor only catches a target that stopped running, far below any host's rate (the
+    # budget is wall time, so a busy host runs fewer inputs).
+    assert report.inputs > 100 * MUTATE_SECONDS
     assert report.parsed > 400  # the mutations keep reaching past the parser
     assert len(report.signatures) > 100
 
@@ -99,7 +100,7 @@ def test_a_broken_round_trip_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> No
 def test_a_hang_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
     # A fake clock that moves 0.2 s per reading: every stage looks like it took 200 ms.
     readings = iter(range(10**6))
-    monkeypatch.setattr(time, "perf_counter", lambda: next(readings) * 0.2)
+    monkeypatch.setattr(time, "thread_time", lambda: next(readings) * 0.2)
     with pytest.raises(Finding, match="hang: 200 ms > 100 ms"):
         exercise(fuzz.load_seeds(None)[0])
 
