@@ -10,7 +10,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, cast
 
@@ -127,17 +127,21 @@ STEPS: list[tuple[str, Link, set[str]]] = [
     ("an unknown index deleted", snapshot(index=99, name="x", deleted=True), {"br0", "eth1"}),
     ("index 7 comes back as eth0", snapshot(), {"br0", "eth1", "eth0"}),
     ("its MAC is zeroed", snapshot(hwaddr=bytes(6)), {"br0", "eth1"}),
+    ("eth1 created again", replace(ETH1, index=12), {"br0", "eth1"}),
 ]
 
 
 def test_table_steps() -> None:
     table = LinkTable()
-    before: set[str] = set()
+    before: dict[str, int] = {}
     for label, link, after in STEPS:
         changed = table.update(link)
-        assert (label, set(table.present), changed) == (label, after, after != before)
-        before = after
-    assert dict(table.links) == {"br0": BRIDGE, "eth1": ETH1}
+        indexes = dict(table.indexes)
+        assert (label, set(table.present), set(indexes)) == (label, after, after)
+        assert (label, changed) == (label, indexes != before)
+        before = indexes
+    assert before == {"br0": BRIDGE.index, "eth1": 12}  # the last step: a new index, a change
+    assert dict(table.links) == {"br0": BRIDGE, "eth1": replace(ETH1, index=12)}
 
 
 def test_a_dump_replaces_everything_known() -> None:
@@ -269,7 +273,8 @@ async def test_lost_notifications_reopen_the_socket_and_dump_anew() -> None:
     with trio.fail_after(5):
         kernel, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         overflowed = Overflowed(stale=ETH1_NOTE)  # what was true before the loss
-        sockets = iter([overflowed, trio.socket.from_stdlib_socket(ours)])
+        fake = cast(trio.socket.SocketType, overflowed)
+        sockets = iter([fake, trio.socket.from_stdlib_socket(ours)])
         with kernel, AllLinks(lambda: next(sockets)) as links:
             kernel.send(ETH0_BYTES + done(2))  # the dump on the new socket: the state now
             assert await links.receive() == LinkUpdate((snapshot(),), complete=True)
@@ -320,7 +325,7 @@ async def test_link_set_publishes_once_the_dump_is_in() -> None:
         link_set = LinkSet(source=lambda: cast(AllLinks, scripted))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(link_set.run)
-            watch = cast(AsyncGenerator[frozenset[str], None], link_set.watch())
+            watch = link_set.watch()
             async with contextlib.aclosing(watch):
                 first = trio.Event()
                 got: list[frozenset[str]] = []
@@ -385,6 +390,7 @@ async def test_links_come_and_go_in_a_namespace(topology: netns.Topology) -> Non
         await wait_names(link_set, "lkbr", "lkrenamed")
         here.ip("link", "set", "dev", a.name, "nomaster")
         await wait_names(link_set, "lka", "lkbr", "lkrenamed")
+        assert link_set.indexes.value == {name: link.index for name, link in link_set.links.items()}
         nursery.cancel_scope.cancel()
 
 
