@@ -506,6 +506,12 @@ _declare(OptionCode.VENDOR_IDENTIFYING_VENDOR_SPECIFIC, ToEnd(VendorRecord), _ve
 #: The project's own declarations; `register` adds to the registry, never over these.
 _BUILTIN = frozenset(_registry)
 
+# The project's own declarations are compiled at import (see `wire`): a client's first reply
+# should not pay for code generation. A user's declaration compiles when first read.
+for _declaration in _registry.values():
+    _declaration._compiled = _compile(_declaration.construct)
+del _declaration
+
 # Parse-time framing (RFC 2131 §4.1 lets a receiver drop a malformed message; systemd-networkd
 # and FreeRADIUS do): every option whose declaration has one fixed size must have that size (the
 # corpus' malformed/ set holds 53 with length 0 and 47, 118 with length 9), and these decode in

@@ -243,3 +243,10 @@ def compiled(name: str) -> Construct[Any, Any]:
     if construct is None:
         construct = _compiled[name] = _SOURCES[name].compile()
     return construct
+
+
+# Compiled at import, as a module-level `re.compile` would be: generating the code is a one-off
+# cost of loading the codec, never a cost of a client's first exchange.
+for _name in _SOURCES:
+    compiled(_name)
+del _name
