@@ -7,10 +7,11 @@ This module owns what happens to a client when its link changes under it:
 - carrier up: `Client.set_carrier(True)`; with a lease, an INIT-REBOOT REQUEST verifies it at once
   (RFC 2131 §3.2, "the client may have moved to a new subnet"), without one a DISCOVER;
 - a new hardware address: the client's run ends, its lease is dropped as lost (reason
-  `HWADDR_CHANGED`) and it runs again with the new address, a new client to the server;
+  `LossReason.HWADDR_CHANGED`) and it runs again with the new address, a new client to the
+  server;
 - the interface disappearing (or being renamed away): the client's run ends, its lease is
-  dropped (reason `INTERFACE_GONE`) and the runnable signals DONE: not restarted, while the other
-  interfaces' clients go on.
+  dropped (reason `LossReason.INTERFACE_GONE`) and the runnable signals DONE: not restarted,
+  while the other interfaces' clients go on.
 
 Three layers, the usual cut: `dhcp4c.linux.rtnl` decodes link messages with pyroute2 (`Link`
 snapshots out, `NetlinkParseError` for anything malformed); a pure `LinkTracker` turns
@@ -61,8 +62,6 @@ from dhcp4c.linux.rtnl import (
 )
 
 __all__ = [
-    "HWADDR_CHANGED",
-    "INTERFACE_GONE",
     "CarrierChanged",
     "HwaddrChanged",
     "Link",
@@ -79,12 +78,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("dhcp4c.linux.linkwatch")
-
-#: The `reason` of the "lost" event when the interface's hardware address changed.
-HWADDR_CHANGED = "hwaddr-changed"
-#: The `reason` of the "lost" event when the interface disappeared.
-INTERFACE_GONE = "interface-gone"
-
 
 # -- the pure tracker ---------------------------------------------------------------------------
 

@@ -120,8 +120,6 @@ class InvalidTransition(RuntimeError):
     """An input that is illegal in the current state; the machine did not change."""
 
 
-
-
 @dataclass(frozen=True)
 class MachineConfig:
     """Everything that shapes the client's messages and timing.
@@ -225,8 +223,6 @@ class MachineConfig:
     def max_message_size_for_mtu(mtu: int) -> int:
         """Option 57 for an interface MTU: the MTU, clamped to 576..65535 (RFC 2132 §9.10)."""
         return max(576, min(mtu, 0xFFFF))
-
-
 
 
 class _Dropped(Exception):

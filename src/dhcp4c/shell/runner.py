@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING
 import trio
 
 from dhcp4c.linux.linkwatch import (
-    HWADDR_CHANGED,
-    INTERFACE_GONE,
     CarrierChanged,
     HwaddrChanged,
     LinkGone,
@@ -29,6 +27,7 @@ from dhcp4c.linux.linkwatch import (
     LinkTracker,
     LinkWatch,
 )
+from dhcp4c.protocol.events import LossReason
 
 if TYPE_CHECKING:
     from dhcp4c.shell.client import Client
@@ -106,7 +105,7 @@ async def run_interface(
             running = None
             if isinstance(ending, LinkGone):
                 log.info("%s: interface gone; stopping its client", client.interface)
-                await client.forget(INTERFACE_GONE)
+                await client.forget(LossReason.INTERFACE_GONE)
                 _signal_done()
                 return
             log.info(
@@ -114,7 +113,7 @@ async def run_interface(
                 client.interface,
                 ending.hwaddr.hex(":"),
             )
-            await client.forget(HWADDR_CHANGED, hwaddr=ending.hwaddr)
+            await client.forget(LossReason.HWADDR_CHANGED, hwaddr=ending.hwaddr)
     finally:
         links.close()
 
