@@ -141,10 +141,18 @@ class StateSpec:
 
 _ACK_NAK = frozenset({MessageType.ACK, MessageType.NAK})
 
-#: The transition table (the rules banner of `dhcp4c.protocol.machine` reads it in prose).
+#: The transition table, one spec per state. The comments give the transitions the generic
+#: methods of `dhcp4c.protocol.machine.Machine` make from them (h11 style); in every state but
+#: STOPPED, `stop` goes to STOPPED (RELEASE first when configured), and `link_down` goes to
+#: INIT_REBOOT from a lease-holding state, else to INIT (nothing is sent while the link is down).
 SPECS: dict[State, StateSpec] = {
+    # start -> REBOOTING with an unexpired lease (INIT_REBOOT if the link is down), else
+    # SELECTING (INIT if the link is down).
     State.STOPPED: StateSpec(),
+    # deadline (backoff, decline wait) or link_up -> SELECTING.
     State.INIT: StateSpec(deadline=Deadline.WAIT, on_deadline=OnDeadline.DISCOVER),
+    # OFFER -> REQUESTING (same xid); ACK with option 80 -> BOUND (RFC 4039); deadline ->
+    # DISCOVER again (RFC 2131 §4.1).
     State.SELECTING: StateSpec(
         transport="broadcast",
         sends=Outgoing(MessageType.DISCOVER, requested="hint", rapid_commit=True),
@@ -154,6 +162,8 @@ SPECS: dict[State, StateSpec] = {
         on_deadline=OnDeadline.RETRANSMIT,
         retransmit="exchange",
     ),
+    # ACK -> BOUND; NAK -> INIT (backoff); deadline -> REQUEST again, after
+    # `max_request_tries` INIT (backoff).
     State.REQUESTING: StateSpec(
         transport="broadcast",
         sends=Outgoing(MessageType.REQUEST, requested="offer", server_id=True),
@@ -163,12 +173,16 @@ SPECS: dict[State, StateSpec] = {
         on_deadline=OnDeadline.RETRANSMIT_OR_GIVE_UP,
         retransmit="exchange",
     ),
+    # T1 -> RENEWING (T2 -> REBINDING, expiry -> SELECTING when the timer fires late);
+    # decline -> INIT (DECLINE, wait >= 10 s).
     State.BOUND: StateSpec(
         holds_lease=True,
         uses_address=True,
         deadline=Deadline.T1,
         on_deadline=OnDeadline.FOLLOW_LEASE,
     ),
+    # ACK -> BOUND; NAK -> INIT (lost "nak"); deadline -> REQUEST again (§4.4.5), T2 ->
+    # REBINDING, expiry -> SELECTING (lost "expired"); decline as BOUND.
     State.RENEWING: StateSpec(
         transport="unicast",
         sends=Outgoing(MessageType.REQUEST, ciaddr=True, to_server=True),
@@ -180,6 +194,7 @@ SPECS: dict[State, StateSpec] = {
         on_deadline=OnDeadline.RETRANSMIT_OR_REBIND,
         retransmit="until-t2",
     ),
+    # As RENEWING, with any server's reply; no T2 step.
     State.REBINDING: StateSpec(
         transport="unicast",
         sends=Outgoing(MessageType.REQUEST, ciaddr=True),
@@ -190,7 +205,11 @@ SPECS: dict[State, StateSpec] = {
         on_deadline=OnDeadline.RETRANSMIT,
         retransmit="until-expiry",
     ),
+    # link_up -> REBOOTING (or SELECTING, lost "expired"); expiry -> INIT (lost "expired").
     State.INIT_REBOOT: StateSpec(holds_lease=True, deadline=Deadline.EXPIRY),
+    # ACK (any server) -> BOUND; NAK -> INIT (lost "nak"); deadline -> REQUEST again, after
+    # `max_request_tries` SELECTING (lost "unconfirmed") after a link-up, the lease's own
+    # timers (BOUND / RENEWING / REBINDING, RFC 2131 §3.2) after a start; expiry -> SELECTING.
     State.REBOOTING: StateSpec(
         transport="broadcast",
         sends=Outgoing(MessageType.REQUEST, requested="lease"),
