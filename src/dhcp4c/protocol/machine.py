@@ -288,15 +288,6 @@ class Machine:
         # The INIT-REBOOT in progress follows a link coming back (not a start): the client may
         # have been moved to another network, so silence means discovery.
         self._reboot_after_link = False
-        self._on_deadline: dict[OnDeadline, Callable[[float], None]] = {
-            OnDeadline.NOTHING: lambda now: None,
-            OnDeadline.DISCOVER: self._start_selecting,
-            OnDeadline.RETRANSMIT: self._send,
-            OnDeadline.RETRANSMIT_OR_GIVE_UP: self._retransmit_or_give_up,
-            OnDeadline.FOLLOW_LEASE: self._follow_lease,
-            OnDeadline.RETRANSMIT_OR_REBIND: self._retransmit_or_rebind,
-            OnDeadline.RETRANSMIT_OR_UNVERIFIED: self._retransmit_or_unverified,
-        }
 
     # -- observers ----------------------------------------------------------------------------
 
@@ -477,7 +468,7 @@ class Machine:
             self._lose(LossReason.EXPIRED)
             self._enter_init(now, 0.0)
             return
-        self._on_deadline[SPECS[self._state].on_deadline](now)
+        _ON_DEADLINE[SPECS[self._state].on_deadline](self, now)
 
     def receive(self, message: Message, now: float) -> Drop | None:
         """Process a parsed message from the link.
@@ -509,7 +500,10 @@ class Machine:
             return Drop.MALFORMED_MESSAGE
         return self.receive(message, now)
 
-    # -- deadlines (`StateSpec.on_deadline`) --------------------------------------------------
+    # -- deadlines (`StateSpec.on_deadline`, dispatched by `_ON_DEADLINE`) ----------------------
+
+    def _nothing(self, now: float) -> None:  # pragma: no cover - the expiry comes first
+        raise AssertionError(f"deadline without a transition in {self._state.name}")
 
     def _retransmit_or_give_up(self, now: float) -> None:
         if self._tries < self._config.max_request_tries:
@@ -874,6 +868,17 @@ class Machine:
             chaddr=config.hwaddr,
             options=options,
         )
+
+
+_ON_DEADLINE: dict[OnDeadline, Callable[[Machine, float], None]] = {
+    OnDeadline.NOTHING: Machine._nothing,
+    OnDeadline.DISCOVER: Machine._start_selecting,
+    OnDeadline.RETRANSMIT: Machine._send,
+    OnDeadline.RETRANSMIT_OR_GIVE_UP: Machine._retransmit_or_give_up,
+    OnDeadline.FOLLOW_LEASE: Machine._follow_lease,
+    OnDeadline.RETRANSMIT_OR_REBIND: Machine._retransmit_or_rebind,
+    OnDeadline.RETRANSMIT_OR_UNVERIFIED: Machine._retransmit_or_unverified,
+}
 
 
 def _usable_yiaddr(message: Message) -> bool:

@@ -83,6 +83,7 @@ class OnDeadline(enum.Enum):
     """What happens when a state's deadline passes (after the held lease's expiry, if any:
     at expiry a lease is lost first, RFC 2131 §4.4.5)."""
 
+    #: No transition: the state has no deadline, or only the lease's expiry (INIT_REBOOT).
     NOTHING = "nothing"
     #: Start an exchange: SELECTING, DISCOVER.
     DISCOVER = "discover"
