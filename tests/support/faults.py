@@ -31,6 +31,7 @@ from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import (
     LeaseBound,
     LeaseChanged,
+    LeaseDiscarded,
     LeaseLost,
     LeaseRenewed,
     Machine,
@@ -81,7 +82,7 @@ OFFER, ACK = MessageType.OFFER, MessageType.ACK
 _BROADCAST = IPv4Address("255.255.255.255")
 
 #: The machine's lease events (every `Action` but `Send`).
-LeaseAction = LeaseBound | LeaseRenewed | LeaseChanged | LeaseLost
+LeaseAction = LeaseBound | LeaseRenewed | LeaseChanged | LeaseLost | LeaseDiscarded
 
 # -- broken servers ------------------------------------------------------------------------------
 
@@ -544,8 +545,9 @@ def check_events(
     """Check that a lease event sequence is well-formed and return the lease held after it.
 
     Well-formed: `LeaseBound` only when no lease is held; `LeaseRenewed`/`LeaseChanged` only when
-    one is (and `LeaseChanged.old` is it); `LeaseLost` only for the lease held, so exactly once per
-    lease; every lease handed out has ordered timers and is unexpired when handed out.
+    one is (and `LeaseChanged.old` is it); `LeaseLost` (or `LeaseDiscarded`) only for the lease
+    held, so exactly once per lease; every lease handed out has ordered timers and is unexpired
+    when handed out.
 
     Args:
         events: (time, event) in order.

@@ -3,9 +3,10 @@
 A pure `LinkTracker` turns `dhcp4c.linux.rtnl.Link` snapshots of one interface into
 `LinkChange`s; `LinkWatch` is its Trio shell (one netlink socket, cancellable, no thread), and
 `dhcp4c.shell.runner.run_interface` runs it with the client in one supervisor node. Carrier down
-and up become `Client.set_carrier` (up verifies a held lease by INIT-REBOOT, RFC 2131 §3.2); a new
-hardware address ends the client's run (lease lost, `HWADDR_CHANGED`) to start anew; the
-interface disappearing or renamed away ends it for good (`INTERFACE_GONE`, the runnable is DONE).
+and up become `Client.set_carrier` (up verifies a held lease by INIT-REBOOT, RFC 2131 §3.2); a
+new hardware address ends the client's run (lease lost, `LossReason.HWADDR_CHANGED`) to start
+anew; the interface disappearing or renamed away ends it for good (`LossReason.INTERFACE_GONE`,
+the runnable is DONE).
 
 Invariants: the socket joins RTNLGRP_LINK before asking for the state, so no change is missed;
 on ENOBUFS it is replaced and the state asked again (a snapshot repairs any loss); only
@@ -40,8 +41,6 @@ from dhcp4c.linux.rtnl import (
 )
 
 __all__ = [
-    "HWADDR_CHANGED",
-    "INTERFACE_GONE",
     "CarrierChanged",
     "HwaddrChanged",
     "Link",
@@ -58,12 +57,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("dhcp4c.linux.linkwatch")
-
-#: The `reason` of the "lost" event when the interface's hardware address changed.
-HWADDR_CHANGED = "hwaddr-changed"
-#: The `reason` of the "lost" event when the interface disappeared.
-INTERFACE_GONE = "interface-gone"
-
 
 # -- the pure tracker ---------------------------------------------------------------------------
 

@@ -1,99 +1,28 @@
 """The DHCPv4 client state machine (RFC 2131 §4.4), sans-IO.
 
 This module owns the protocol decisions of one client on one interface: which message to send,
-where, and when; which reply to believe; when a lease is bound, renewed, changed or lost. It does
-no I/O and reads no clock: every input carries `now` (the Trio clock, in seconds), randomness comes
-from an injected `random.Random`, and outputs are drained with `pop_actions()`. The embedding code
-(the Trio shell) feeds datagrams and timers in (`receive`, `handle_timer` at `next_deadline()`)
-and carries `Send` commands and lease events out, in order.
+where and when, which reply to believe, when a lease is bound, renewed, changed or lost. It does
+no I/O and reads no clock: every input carries `now`, randomness is an injected `random.Random`,
+and outputs (`Send` and the lease events of `dhcp4c.protocol.events`) are drained in order with
+`pop_actions()`. The shell feeds datagrams and timers in (`receive_datagram`, `handle_timer` at
+`next_deadline()`) and carries the outputs out.
 
-States and transitions (the "rules banner", h11 style)::
+The transition table is `dhcp4c.protocol.states.SPECS`: per state its transport, its message and
+fields, the replies it accepts and from whom, its deadline and what passing it does. The methods
+here are generic over it; `tests/dhcp4c/protocol/test_machine.py` asserts every (state, input).
 
-    STOPPED      start ----------------> SELECTING (DISCOVER), or REBOOTING with an unexpired lease;
-                                         INIT / INIT_REBOOT instead while the link is down
-    INIT         deadline (backoff) ---> SELECTING (DISCOVER); link_up -> SELECTING now
-    SELECTING    OFFER ----------------> REQUESTING (REQUEST, same xid)
-                 ACK + option 80 ------> BOUND (LeaseBound)                    RFC 4039
-                 deadline -------------> SELECTING (DISCOVER again)             RFC 2131 §4.1
-    REQUESTING   ACK ------------------> BOUND (LeaseBound)
-                 NAK from that server -> INIT (backoff)
-                 deadline -------------> REQUESTING (REQUEST again), or INIT (backoff) after
-                                         `max_request_tries`
-    BOUND        T1 -------------------> RENEWING (REQUEST unicast to the server)
-    RENEWING     ACK from the server --> BOUND (LeaseRenewed / LeaseChanged)
-                 NAK from the server --> INIT (LeaseLost "nak", backoff)
-                 T2 -------------------> REBINDING (REQUEST broadcast)
-                 deadline -------------> RENEWING (REQUEST again)              RFC 2131 §4.4.5
-    REBINDING    ACK / NAK, any server > BOUND / INIT (as in RENEWING)
-                 expiry ---------------> SELECTING (LeaseLost "expired", DISCOVER)
-    INIT_REBOOT  link_up --------------> REBOOTING (REQUEST, option 50, no server id)
-                 expiry ---------------> INIT (LeaseLost "expired")
-    REBOOTING    ACK, any server ------> BOUND (LeaseRenewed / LeaseChanged)
-                 NAK, any server ------> INIT (LeaseLost "nak", backoff)
-                 deadline -------------> REBOOTING again; after `max_request_tries`, if the
-                                         INIT-REBOOT followed a link-up: SELECTING (LeaseLost
-                                         "unconfirmed", DISCOVER asking for the old address);
-                                         after a start: back to BOUND / RENEWING / REBINDING by
-                                         the lease's own timers (RFC 2131 §3.2: the client MAY
-                                         keep the unexpired lease)
-    BOUND, RENEWING, REBINDING  decline -> INIT (DECLINE, LeaseLost "declined", wait >= 10 s)
-    any but STOPPED             stop ----> STOPPED (RELEASE + LeaseLost "released" if configured)
-    lease-holding states        link_down -> INIT_REBOOT; others -> INIT (no sends while down)
-
-`lease` is the lease the client holds, and lease events describe its changes: None -> lease is
-`LeaseBound`, lease -> lease with the same configuration is `LeaseRenewed`, with a different one
-`LeaseChanged`, lease -> None is `LeaseLost`. A lease passed to the constructor (crash-restart, a
-lease file) is held from the start, so verifying it by INIT-REBOOT yields `LeaseRenewed` or
-`LeaseChanged`, and refusing it `LeaseLost`.
-
-Replies are validated before they can change anything (BOOTREPLY, our xid and chaddr, our client
-identifier if echoed, a message type the state expects, a server identifier, a lease time of at
-least 1 s, a usable yiaddr, NAKs only from the server we talk to). A rejected reply leaves the
-state untouched and increments `drops[reason]`. Illegal inputs (`start` while running, `stop` while
-stopped, `decline` without a bound lease) raise `InvalidTransition` and change nothing.
-
-Deliberate deviations from RFC 2131 (also listed in the package docstring):
-
-- No 1-10 s random wait before the first DISCOVER (§4.4.1): links are fast, and the supervisor
-  staggers restarts. The wait before discovering *again* (after a NAK, a DECLINE or a REQUESTING
-  phase without answer) is an exponential backoff instead, so a NAK storm stays bounded.
-- The first OFFER wins; we do not collect offers for a while (§4.4.1 allows either).
-- The lease starts at the *latest* transmission of the exchange that won it, not the first
-  (§4.4.1 "the original request"), as systemd-networkd does: a long DISCOVER phase with rapid
-  commit would otherwise eat the lease, and a reply slower than one retransmission interval is
-  not realistic. The error is bounded by one retransmission interval.
-- A DHCPREQUEST in REQUESTING repeats the `secs` of the DISCOVER the OFFER answered (§4.4.1 asks
-  for the same `secs` as "the original DHCPDISCOVER" so that relays forward it the same way).
-- In REBINDING a NAK from any server counts: the REQUEST went to all of them (§4.4.5).
-- Server values for T1/T2 are used only when 0 < T1 < T2 < lease; otherwise the 0.5 / 0.875
-  defaults with ±2 % fuzz replace them. Leases over `LEASE_TIME_CAP` (including "infinite") last
-  `LEASE_TIME_CAP` seconds.
-- A DECLINE waits at least 10 s (§3.1) and, like a NAK, doubles the backoff; declines are
-  forgotten only once a lease is renewed (or at start / link up), so a DECLINE storm slows down to
-  one attempt per `backoff_cap` (RFC 5227 §2.1.1 rate-limits hosts that keep finding conflicts).
-- A link going down while a lease is held moves to INIT_REBOOT and the next link-up verifies the
-  lease with an INIT-REBOOT REQUEST (§3.2 "client may have moved to a new subnet"); without an
-  answer after `max_request_tries` the lease is dropped ("unconfirmed") and the client
-  discovers, asking for the old address (issue #6: the link may now lead elsewhere). After a
-  start with a known lease (crash-restart, lease file) silence keeps the lease instead (§3.2).
-- The broadcast flag is only ever set when ciaddr is 0 (RENEWING/REBINDING clients can receive
-  unicast by definition).
-- A NAK in SELECTING is dropped (there is nothing to refuse yet), as is an ACK there without
-  option 80; option 108 (RFC 8925) is not requested because IPv6-only mode is not implemented.
-- An INIT-REBOOT that gets no answer keeps the held lease (§3.2 allows it), and an expired lease
-  handed to the constructor is reported lost at `start` and its address asked for again in the
-  DISCOVER (option 50, §4.4.1 "MAY").
-- Client identifier: RFC 4361 by default, with a DUID-LL of this interface's own hardware address
-  unless the host's DUID is configured (see `dhcp4c.protocol.clientid`).
+Invariants: replies are validated before they change anything (a rejected one only counts in
+`drops[reason]`); illegal inputs raise `InvalidTransition` and change nothing; lease events
+describe the held lease exactly (see `dhcp4c.protocol.events`). The deliberate deviations from
+RFC 2131 are listed, with their reasons, in docs/design.md.
 """
 
 from __future__ import annotations
 
-import enum
 import random
 import struct
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Literal
@@ -110,6 +39,17 @@ from dhcp4c.protocol.config import (
     MACHINE_CHOICES,
     ClientConfig,
 )
+from dhcp4c.protocol.events import (
+    Action,
+    Drop,
+    LeaseBound,
+    LeaseChanged,
+    LeaseDiscarded,
+    LeaseLost,
+    LeaseRenewed,
+    LossReason,
+    Send,
+)
 from dhcp4c.protocol.lease import Lease, is_usable_address, offered_interface
 from dhcp4c.protocol.message import (
     BOOTREPLY,
@@ -121,14 +61,17 @@ from dhcp4c.protocol.message import (
 )
 from dhcp4c.protocol.options import OptionCode
 from dhcp4c.protocol.retransmit import backoff_delay, exchange_interval, lease_retransmit_at
+from dhcp4c.protocol.states import SPECS, Deadline, OnDeadline, State, StateSpec
 
 __all__ = [
     "DEFAULT_PARAMETER_REQUEST_LIST",
+    "SPECS",
     "Action",
     "Drop",
     "InvalidTransition",
     "LeaseBound",
     "LeaseChanged",
+    "LeaseDiscarded",
     "LeaseLost",
     "LeaseRenewed",
     "LossReason",
@@ -136,6 +79,7 @@ __all__ = [
     "MachineConfig",
     "Send",
     "State",
+    "StateSpec",
 ]
 
 _UNSPECIFIED = IPv4Address(0)
@@ -143,97 +87,6 @@ _UNSPECIFIED = IPv4Address(0)
 
 class InvalidTransition(RuntimeError):
     """An input that is illegal in the current state; the machine did not change."""
-
-
-class State(enum.Enum):
-    """The client states of RFC 2131 §4.4 (figure 5), plus STOPPED."""
-
-    #: Not running: no sends, no timers. The initial state, and the state after `stop`.
-    STOPPED = "STOPPED"
-    #: Running without a lease, waiting (backoff, decline wait, or a link that is down) before
-    #: discovering.
-    INIT = "INIT"
-    SELECTING = "SELECTING"
-    REQUESTING = "REQUESTING"
-    BOUND = "BOUND"
-    RENEWING = "RENEWING"
-    REBINDING = "REBINDING"
-    #: Holding a lease that must be verified, waiting for the link to come up.
-    INIT_REBOOT = "INIT_REBOOT"
-    REBOOTING = "REBOOTING"
-
-
-class LossReason(str, enum.Enum):
-    """Why a lease was lost (`LeaseLost.reason`); the values are plain strings."""
-
-    EXPIRED = "expired"
-    NAK = "nak"
-    DECLINED = "declined"
-    RELEASED = "released"
-    UNCONFIRMED = "unconfirmed"
-
-
-class Drop(str, enum.Enum):
-    """Why a received message was dropped (the keys of `Machine.drops`)."""
-
-    MALFORMED_MESSAGE = "malformed-message"
-    STOPPED = "stopped"
-    NO_EXCHANGE = "no-exchange"
-    NOT_BOOTREPLY = "not-bootreply"
-    WRONG_XID = "wrong-xid"
-    WRONG_CHADDR = "wrong-chaddr"
-    WRONG_CLIENT_ID = "wrong-client-id"
-    MALFORMED_OPTION = "malformed-option"
-    NO_MESSAGE_TYPE = "no-message-type"
-    UNEXPECTED_TYPE = "unexpected-type"
-    NO_SERVER_ID = "no-server-id"
-    FOREIGN_NAK = "foreign-nak"
-    WRONG_SERVER = "wrong-server"
-    BAD_LEASE_TIME = "bad-lease-time"
-    UNUSABLE_YIADDR = "unusable-yiaddr"
-    ACK_WITHOUT_RAPID_COMMIT = "ack-without-rapid-commit"
-    EXPIRED_ON_ARRIVAL = "expired-on-arrival"
-
-
-@dataclass(frozen=True)
-class Send:
-    """Command: transmit `message`; `destination` None means broadcast on the link."""
-
-    message: Message
-    destination: IPv4Address | None
-
-
-@dataclass(frozen=True)
-class LeaseBound:
-    """Event: the client holds `lease` and held none before."""
-
-    lease: Lease
-
-
-@dataclass(frozen=True)
-class LeaseRenewed:
-    """Event: `lease` replaces the held lease with the same configuration (new timers)."""
-
-    lease: Lease
-
-
-@dataclass(frozen=True)
-class LeaseChanged:
-    """Event: `new` replaces `old` and configures the host differently (address, routes, ...)."""
-
-    old: Lease
-    new: Lease
-
-
-@dataclass(frozen=True)
-class LeaseLost:
-    """Event: the client no longer holds `lease`; `reason` is a `LossReason` value."""
-
-    lease: Lease
-    reason: str
-
-
-Action = Send | LeaseBound | LeaseRenewed | LeaseChanged | LeaseLost
 
 
 @dataclass(frozen=True)
@@ -314,20 +167,6 @@ class MachineConfig:
         return max(576, min(mtu, 0xFFFF))
 
 
-# The reply types each exchanging state listens for.
-_EXPECTED: dict[State, frozenset[MessageType]] = {
-    State.SELECTING: frozenset({MessageType.OFFER, MessageType.ACK}),
-    State.REQUESTING: frozenset({MessageType.ACK, MessageType.NAK}),
-    State.RENEWING: frozenset({MessageType.ACK, MessageType.NAK}),
-    State.REBINDING: frozenset({MessageType.ACK, MessageType.NAK}),
-    State.REBOOTING: frozenset({MessageType.ACK, MessageType.NAK}),
-}
-_LEASE_STATES = frozenset(
-    {State.BOUND, State.RENEWING, State.REBINDING, State.INIT_REBOOT, State.REBOOTING}
-)
-_DECLINABLE = frozenset({State.BOUND, State.RENEWING, State.REBINDING})
-
-
 class _Dropped(Exception):
     def __init__(self, reason: Drop) -> None:
         self.reason = reason
@@ -340,7 +179,12 @@ class Machine:
         config: the client's configuration.
         rng: the randomness for xids, retransmission jitter, backoff and T1/T2 fuzz.
         lease: a lease known from before (crash-restart, a lease file); `start` verifies it by
-            INIT-REBOOT if it has not expired.
+            INIT-REBOOT if it has not expired. It is held from the start.
+        announced: whether `lease` was announced to whoever consumes the events (a restart of
+            the same client). A lease from elsewhere (a lease file) is not: confirming it, or
+            keeping it after an unanswered INIT-REBOOT, is a `LeaseBound`, and refusing it a
+            `LeaseDiscarded`, where an announced one gives `LeaseRenewed`/`LeaseChanged`,
+            nothing, and `LeaseLost`.
         link_up: whether the link is up now; later changes come through `link_up`/`link_down`.
 
     Inputs are method calls carrying `now`; outputs are read with `pop_actions()`, and the shell
@@ -355,6 +199,7 @@ class Machine:
         *,
         rng: random.Random,
         lease: Lease | None = None,
+        announced: bool = True,
         link_up: bool = True,
     ) -> None:
         self._config = config
@@ -362,6 +207,8 @@ class Machine:
         self._rng = rng
         self._state = State.STOPPED
         self._lease = lease
+        # Whether the held lease's events reached the consumer (False: a lease file's lease).
+        self._announced = announced or lease is None
         self._link = link_up
         self._actions: list[Action] = []
         self._drops: Counter[str] = Counter()
@@ -377,11 +224,11 @@ class Machine:
         self._wait_until: float | None = None
         self._failures = 0  # consecutive failures feeding the backoff
         # DECLINEs since a lease last proved usable (renewed), or since start / link up: a bind
-        # resets `_failures`, so a DECLINE storm needs its own count to back off (issue #6).
+        # resets `_failures`, so a DECLINE storm needs its own count to back off.
         self._declines = 0
         self._hint: IPv4Address | None = None  # option 50 for the next DISCOVER
         # The INIT-REBOOT in progress follows a link coming back (not a start): the client may
-        # have been moved to another network, so silence means discovery (issue #6).
+        # have been moved to another network, so silence means discovery.
         self._reboot_after_link = False
 
     # -- observers ----------------------------------------------------------------------------
@@ -390,6 +237,11 @@ class Machine:
     def state(self) -> State:
         """The current state."""
         return self._state
+
+    @property
+    def spec(self) -> StateSpec:
+        """What the current state does (`SPECS[state]`): its transport, whether it may decline."""
+        return SPECS[self._state]
 
     @property
     def lease(self) -> Lease | None:
@@ -418,22 +270,20 @@ class Machine:
 
     def next_deadline(self) -> float | None:
         """When `handle_timer` must be called next, or None when no timer is running."""
-        state, lease = self._state, self._lease
-        if state is State.INIT:
+        deadline, lease = SPECS[self._state].deadline, self._lease
+        if deadline is Deadline.NONE:
+            return None
+        if deadline is Deadline.WAIT:
             return self._wait_until
-        if state in (State.SELECTING, State.REQUESTING):
+        if deadline is Deadline.RETRANSMIT:
             return self._retransmit_at
-        if state is State.BOUND:
-            assert lease is not None
+        assert lease is not None
+        if deadline is Deadline.T1:
             return lease.t1
-        if state is State.INIT_REBOOT:
-            assert lease is not None
+        if deadline is Deadline.EXPIRY:
             return lease.expiry
-        if state in (State.RENEWING, State.REBINDING, State.REBOOTING):
-            assert lease is not None and self._retransmit_at is not None
-            return min(self._retransmit_at, lease.expiry)
-        assert state is State.STOPPED
-        return None
+        assert deadline is Deadline.RETRANSMIT_OR_EXPIRY and self._retransmit_at is not None
+        return min(self._retransmit_at, lease.expiry)
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -484,9 +334,9 @@ class Machine:
         Sends DHCPDECLINE, loses the lease and waits at least `decline_wait` before discovering.
 
         Raises:
-            InvalidTransition: unless BOUND, RENEWING or REBINDING.
+            InvalidTransition: unless the state `may_decline` (BOUND, RENEWING, REBINDING).
         """
-        if self._state not in _DECLINABLE:
+        if not SPECS[self._state].may_decline:
             raise InvalidTransition(f"decline in {self._state.name}")
         lease = self._lease
         assert lease is not None
@@ -519,7 +369,7 @@ class Machine:
         if state is State.STOPPED:
             return
         self._end_exchange()
-        if state in _LEASE_STATES:
+        if SPECS[state].holds_lease:
             self._state = State.INIT_REBOOT
         else:
             self._state = State.INIT
@@ -553,59 +403,14 @@ class Machine:
         deadline = self.next_deadline()
         if deadline is None or now < deadline:
             return
-        state, lease = self._state, self._lease
-        if state is State.INIT:
-            self._start_selecting(now)
-            return
-        if state is State.SELECTING:
-            self._send_discover(now)
-            return
-        if state is State.REQUESTING:
-            if self._tries >= self._config.max_request_tries:
-                # Repeated failure: count it, back off, rediscover (RFC 2131 §4.4.1 leaves this
-                # to the client; Monogon gives up after 30 s the same way).
-                self._offer = None
-                self._failures += 1
-                self._enter_init(now, self._backoff())
-            else:
-                self._send_request(now)
-            return
-        assert lease is not None
-        if now >= lease.expiry:
-            # RFC 2131 §4.4.5: at expiry the client MUST stop using the address.
+        lease = self._lease
+        if SPECS[self._state].holds_lease and lease is not None and now >= lease.expiry:
+            # RFC 2131 §4.4.5: at expiry the client MUST stop using the address. INIT_REBOOT
+            # (link down) then waits in INIT for the link; the others discover at once.
             self._lose(LossReason.EXPIRED)
-            if state is State.INIT_REBOOT:
-                self._state = State.INIT
-                self._wait_until = None
-            else:
-                self._start_selecting(now)
+            self._enter_init(now, 0.0)
             return
-        if state is State.BOUND:
-            self._resume_lease(now)
-        elif state is State.RENEWING:
-            if now >= lease.t2:
-                self._start_rebinding(now)
-            else:
-                self._send_request(now)
-        elif state is State.REBINDING:
-            self._send_request(now)
-        elif state is State.REBOOTING:
-            if self._tries >= self._config.max_request_tries and self._reboot_after_link:
-                # After the link came back the client may sit on another network (RFC 2131
-                # §3.2 "may have moved"): a silent network gets no benefit of the doubt, so it
-                # falls back to discovery, asking for the old address again (§4.4.1).
-                self._end_exchange()
-                self._lose(LossReason.UNCONFIRMED)
-                self._start_selecting(now)
-            elif self._tries >= self._config.max_request_tries:
-                # RFC 2131 §3.2: without an answer the client MAY keep using the unexpired
-                # lease; its own timers take over.
-                self._end_exchange()
-                self._resume_lease(now)
-            else:
-                self._send_request(now)
-        else:  # pragma: no cover - INIT_REBOOT's only deadline is the expiry handled above
-            raise AssertionError(state)
+        _ON_DEADLINE[SPECS[self._state].on_deadline](self, now)
 
     def receive(self, message: Message, now: float) -> Drop | None:
         """Process a parsed message from the link.
@@ -614,7 +419,8 @@ class Machine:
         `drops`, and changes nothing else.
 
         Returns:
-            The reason the message was dropped (for the shell's log line), or None if it was used.
+            The reason the message was dropped (for the shell's counters and log), or None if
+            it was used.
         """
         try:
             self._receive(message, now)
@@ -636,14 +442,68 @@ class Machine:
             return Drop.MALFORMED_MESSAGE
         return self.receive(message, now)
 
+    # -- deadlines (`StateSpec.on_deadline`, dispatched by `_ON_DEADLINE`) ----------------------
+
+    def _nothing(self, now: float) -> None:  # pragma: no cover - the expiry comes first
+        raise AssertionError(f"deadline without a transition in {self._state.name}")
+
+    def _retransmit_or_give_up(self, now: float) -> None:
+        if self._tries < self._config.max_request_tries:
+            self._send(now)
+            return
+        # Repeated failure: count it, back off, rediscover (RFC 2131 §4.4.1 leaves this to the
+        # client; Monogon gives up after 30 s the same way).
+        self._offer = None
+        self._failures += 1
+        self._enter_init(now, self._backoff())
+
+    def _follow_lease(self, now: float) -> None:
+        """Continue with the held, unexpired lease in the state its timers call for."""
+        lease = self._lease
+        assert lease is not None and now < lease.expiry
+        if now >= lease.t2:
+            self._start_rebinding(now)
+        elif now >= lease.t1:
+            self._start_renewing(now)
+        else:
+            self._state = State.BOUND
+
+    def _retransmit_or_rebind(self, now: float) -> None:
+        assert self._lease is not None
+        if now >= self._lease.t2:
+            self._start_rebinding(now)
+        else:
+            self._send(now)
+
+    def _retransmit_or_unverified(self, now: float) -> None:
+        if self._tries < self._config.max_request_tries:
+            self._send(now)
+            return
+        self._end_exchange()
+        if self._reboot_after_link:
+            # After the link came back the client may sit on another network (RFC 2131 §3.2
+            # "may have moved"): a silent network gets no benefit of the doubt, so it falls
+            # back to discovery, asking for the old address again (§4.4.1).
+            self._lose(LossReason.UNCONFIRMED)
+            self._start_selecting(now)
+            return
+        # RFC 2131 §3.2: without an answer the client MAY keep using the unexpired lease; its
+        # own timers take over. A lease nobody was told of is now relied on: it is bound.
+        lease = self._lease
+        assert lease is not None
+        if not self._announced:
+            self._announced = True
+            self._actions.append(LeaseBound(lease))
+        self._follow_lease(now)
+
     # -- receiving ----------------------------------------------------------------------------
 
     def _receive(self, message: Message, now: float) -> None:
         state = self._state
         if state is State.STOPPED:
             raise _Dropped(Drop.STOPPED)
-        expected = _EXPECTED.get(state)
-        if expected is None:
+        spec = SPECS[state]
+        if not spec.accepts:
             raise _Dropped(Drop.NO_EXCHANGE)
         if message.op != BOOTREPLY:
             raise _Dropped(Drop.NOT_BOOTREPLY)
@@ -660,14 +520,18 @@ class Machine:
         mtype = message.message_type
         if mtype is None:
             raise _Dropped(Drop.NO_MESSAGE_TYPE)
-        if mtype not in expected:
+        if mtype not in spec.accepts:
             raise _Dropped(Drop.UNEXPECTED_TYPE)
         server_id = options.server_identifier
         if server_id is None:
             # RFC 2131 table 3: OFFER, ACK and NAK all MUST carry a server identifier.
             raise _Dropped(Drop.NO_SERVER_ID)
         if mtype is MessageType.NAK:
-            self._check_nak_source(server_id)
+            # A NAK only counts from the server we asked; in REBINDING and REBOOTING we asked
+            # all of them (RFC 2131 §4.4.5 / §3.2). Anyone can forge a NAK, but believing only
+            # the selected server keeps a rogue second server from resetting us at will.
+            if not self._from_our_server(spec, server_id):
+                raise _Dropped(Drop.FOREIGN_NAK)
             self._on_nak(now)
             return
         lease_time = options.lease_time
@@ -681,35 +545,24 @@ class Machine:
             self._on_offer(message, now)
             return
         assert mtype is MessageType.ACK
-        if state is State.SELECTING and not (self._config.rapid_commit and options.rapid_commit):
+        if spec.rapid_ack_only and not (self._config.rapid_commit and options.rapid_commit):
             # RFC 4039 §4: in SELECTING only a rapid-commit ACK binds.
             raise _Dropped(Drop.ACK_WITHOUT_RAPID_COMMIT)
-        if state is State.REQUESTING:
-            assert self._offer is not None
-            if server_id != self._offer.options.server_identifier:
-                raise _Dropped(Drop.WRONG_SERVER)
-        elif state is State.RENEWING:
-            assert self._lease is not None
-            if server_id != self._lease.server_id:
-                raise _Dropped(Drop.WRONG_SERVER)
+        if not self._from_our_server(spec, server_id):
+            raise _Dropped(Drop.WRONG_SERVER)
         lease = Lease.from_ack(message, self._sent_at, self._rng)
         if lease.expiry <= now:
             raise _Dropped(Drop.EXPIRED_ON_ARRIVAL)
         self._bind(lease)
 
-    def _check_nak_source(self, server_id: IPv4Address) -> None:
-        # A NAK only counts from the server we asked; in REBINDING and REBOOTING we asked all
-        # of them (RFC 2131 §4.4.5 / §3.2). Anyone can forge a NAK, but believing only the
-        # selected server keeps a rogue second server from resetting us at will.
-        state = self._state
-        if state is State.REQUESTING:
+    def _from_our_server(self, spec: StateSpec, server_id: IPv4Address) -> bool:
+        if spec.replies_from == "offer":
             assert self._offer is not None
-            if server_id != self._offer.options.server_identifier:
-                raise _Dropped(Drop.FOREIGN_NAK)
-        elif state is State.RENEWING:
+            return server_id == self._offer.options.server_identifier
+        if spec.replies_from == "lease":
             assert self._lease is not None
-            if server_id != self._lease.server_id:
-                raise _Dropped(Drop.FOREIGN_NAK)
+            return server_id == self._lease.server_id
+        return True
 
     def _on_nak(self, now: float) -> None:
         # RFC 2131 §4.4.1/§4.4.5: a NAK sends the client back to INIT; the backoff keeps a server
@@ -728,21 +581,22 @@ class Machine:
         # §4.4.1: the REQUEST keeps the DISCOVER's xid and repeats the `secs` it carried.
         self._secs = self._secs_at(self._sent_at)
         self._tries = 0
-        self._send_request(now)
+        self._send(now)
 
     def _bind(self, lease: Lease) -> None:
         old = self._lease
-        if old is None:
+        if old is None or not self._announced:
             self._actions.append(LeaseBound(lease))
+        elif old.same_configuration(lease):
+            self._actions.append(LeaseRenewed(lease))
         else:
-            # The held lease survived until the server extended it: it is usable, so earlier
+            self._actions.append(LeaseChanged(old, lease))
+        if old is not None:
+            # The held lease survived until a server extended it: it is usable, so earlier
             # DECLINEs no longer count.
             self._declines = 0
-            if old.same_configuration(lease):
-                self._actions.append(LeaseRenewed(lease))
-            else:
-                self._actions.append(LeaseChanged(old, lease))
         self._lease = lease
+        self._announced = True
         self._failures = 0
         self._hint = None
         self._end_exchange()
@@ -765,12 +619,16 @@ class Machine:
     def _lose(self, reason: LossReason) -> None:
         lease = self._lease
         assert lease is not None
-        self._actions.append(LeaseLost(lease, reason.value))
+        if self._announced:
+            self._actions.append(LeaseLost(lease, reason))
+        else:
+            self._actions.append(LeaseDiscarded(lease, reason))
         if reason in (LossReason.EXPIRED, LossReason.UNCONFIRMED):
             # Asking for the old address again is allowed (RFC 2131 §4.4.1, option 50 in
             # DISCOVER) and often gets it back.
             self._hint = lease.address.ip
         self._lease = None
+        self._announced = True
 
     def _backoff(self) -> float:
         return backoff_delay(
@@ -795,18 +653,18 @@ class Machine:
         self._wait_until = None
         self._new_exchange(now)
         self._state = State.SELECTING
-        self._send_discover(now)
+        self._send(now)
 
     def _start_rebooting(self, now: float) -> None:
         self._reboot_after_link = False
         self._new_exchange(now)
         self._state = State.REBOOTING
-        self._send_request(now)
+        self._send(now)
 
     def _start_renewing(self, now: float) -> None:
         self._new_exchange(now)
         self._state = State.RENEWING
-        self._send_request(now)
+        self._send(now)
 
     def _start_rebinding(self, now: float) -> None:
         # A new xid: the destination changes, but it is the same renewal process, so `secs`
@@ -814,35 +672,52 @@ class Machine:
         start = self._exchange_start if self._state is State.RENEWING else now
         self._new_exchange(start)
         self._state = State.REBINDING
-        self._send_request(now)
-
-    def _resume_lease(self, now: float) -> None:
-        """Continue with the held, unexpired lease in the state its timers call for."""
-        lease = self._lease
-        assert lease is not None and now < lease.expiry
-        if now >= lease.t2:
-            self._start_rebinding(now)
-        elif now >= lease.t1:
-            self._start_renewing(now)
-        else:
-            self._state = State.BOUND
+        self._send(now)
 
     # -- sending ------------------------------------------------------------------------------
 
     def _secs_at(self, now: float) -> int:
         return max(0, min(0xFFFF, int(now - self._exchange_start)))
 
-    def _transmitted(self, message: Message, destination: IPv4Address | None, now: float) -> None:
+    def _send(self, now: float) -> None:
+        """Send (again) the message of the current state, as its spec composes it."""
+        spec = SPECS[self._state]
+        outgoing, lease, offer = spec.sends, self._lease, self._offer
+        assert outgoing is not None and self._xid is not None
+        ciaddr = _UNSPECIFIED
+        if outgoing.ciaddr:
+            assert lease is not None
+            ciaddr = lease.address.ip
+        requested: IPv4Address | None = None
+        if outgoing.requested == "offer":
+            assert offer is not None
+            requested = offer.yiaddr
+        elif outgoing.requested == "lease":
+            assert lease is not None
+            requested = lease.address.ip
+        elif outgoing.requested == "hint":
+            requested = self._hint
+        server_id: IPv4Address | None = None
+        if outgoing.server_id:
+            assert offer is not None
+            server_id = offer.options.server_identifier
+        destination: IPv4Address | None = None
+        if outgoing.to_server:
+            assert lease is not None
+            destination = lease.server_id
+        message = self._compose(
+            outgoing.mtype,
+            now,
+            ciaddr=ciaddr,
+            requested=requested,
+            server_id=server_id,
+            rapid_commit=outgoing.rapid_commit and self._config.rapid_commit,
+        )
         self._actions.append(Send(message, destination))
         self._sent_at = now
         self._tries += 1
         config = self._config
-        if self._state in (State.RENEWING, State.REBINDING):
-            lease = self._lease
-            assert lease is not None
-            deadline = lease.t2 if self._state is State.RENEWING else lease.expiry
-            self._retransmit_at = lease_retransmit_at(now, deadline, config.renew_retransmit_min)
-        else:
+        if spec.retransmit == "exchange":
             self._retransmit_at = now + exchange_interval(
                 self._tries - 1,
                 self._rng,
@@ -850,39 +725,10 @@ class Machine:
                 cap=config.retransmit_cap,
                 jitter=config.retransmit_jitter,
             )
-
-    def _send_discover(self, now: float) -> None:
-        assert self._state is State.SELECTING and self._xid is not None
-        message = self._compose(
-            MessageType.DISCOVER, now, requested=self._hint, rapid_commit=self._config.rapid_commit
-        )
-        self._transmitted(message, None, now)
-
-    def _send_request(self, now: float) -> None:
-        """The DHCPREQUEST of the current state, per RFC 2131 table 5 and §4.3.2."""
-        state, lease = self._state, self._lease
-        if state is State.REQUESTING:
-            offer = self._offer
-            assert offer is not None
-            message = self._compose(
-                MessageType.REQUEST,
-                now,
-                requested=offer.yiaddr,
-                server_id=offer.options.server_identifier,
-            )
-            self._transmitted(message, None, now)
-        elif state is State.REBOOTING:
-            assert lease is not None
-            message = self._compose(MessageType.REQUEST, now, requested=lease.address.ip)
-            self._transmitted(message, None, now)
-        elif state is State.RENEWING:
-            assert lease is not None
-            message = self._compose(MessageType.REQUEST, now, ciaddr=lease.address.ip)
-            self._transmitted(message, lease.server_id, now)
         else:
-            assert state is State.REBINDING and lease is not None
-            message = self._compose(MessageType.REQUEST, now, ciaddr=lease.address.ip)
-            self._transmitted(message, None, now)
+            assert lease is not None and spec.retransmit is not None
+            until = lease.t2 if spec.retransmit == "until-t2" else lease.expiry
+            self._retransmit_at = lease_retransmit_at(now, until, config.renew_retransmit_min)
 
     def _send_decline(self, lease: Lease) -> None:
         # RFC 2131 table 5: DECLINE carries 50 and 54, ciaddr 0, a new xid, no parameters; it is
@@ -964,6 +810,17 @@ class Machine:
             chaddr=config.hwaddr,
             options=options,
         )
+
+
+_ON_DEADLINE: dict[OnDeadline, Callable[[Machine, float], None]] = {
+    OnDeadline.NOTHING: Machine._nothing,
+    OnDeadline.DISCOVER: Machine._start_selecting,
+    OnDeadline.RETRANSMIT: Machine._send,
+    OnDeadline.RETRANSMIT_OR_GIVE_UP: Machine._retransmit_or_give_up,
+    OnDeadline.FOLLOW_LEASE: Machine._follow_lease,
+    OnDeadline.RETRANSMIT_OR_REBIND: Machine._retransmit_or_rebind,
+    OnDeadline.RETRANSMIT_OR_UNVERIFIED: Machine._retransmit_or_unverified,
+}
 
 
 def _usable_yiaddr(message: Message) -> bool:

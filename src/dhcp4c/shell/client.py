@@ -14,17 +14,19 @@ only move payloads into that loop's channel. The latest lease event is a trio-ut
 
 Invariants:
 
-- Sockets (RFC 2131 §4.1): a `BroadcastTransport` (AF_PACKET, from 0.0.0.0) while the client has
-  no usable address (SELECTING, REQUESTING, REBOOTING); a `UnicastTransport` (a UDP socket on
-  port 68 of the interface, sending from the leased address) in RENEWING and REBINDING (its
-  broadcasts go out from ciaddr, §4.4.5); none in INIT,
-  BOUND and INIT-REBOOT. A message with ciaddr goes out over the unicast transport, one without
-  over the broadcast one (DECLINE, RELEASE are sent with a transport opened for them). A
+- Sockets (RFC 2131 §4.1), as the state's `StateSpec.transport` says: a `BroadcastTransport`
+  (AF_PACKET, from 0.0.0.0) while the client has no usable address (SELECTING, REQUESTING,
+  REBOOTING); a `UnicastTransport` (a UDP socket on port 68 of the interface, sending from the
+  leased address) in RENEWING and REBINDING (its broadcasts go out from ciaddr, §4.4.5); none in
+  INIT, BOUND and INIT-REBOOT. A message with ciaddr goes out over the unicast transport, one
+  without over the broadcast one (DECLINE, RELEASE are sent with a transport opened for them). A
   transport stays open for as long as its state lasts, across retransmissions, and every
   transport is closed when `run()` ends, however it ends: nothing leaks across restarts.
-- Bad datagrams never raise: a payload `Message.parse` refuses is dropped and counted
-  (`drops["malformed"]`), replies the machine refuses are counted under its reasons, frames the
+- Bad datagrams never raise: the machine's `receive_datagram` says why it dropped one, and the
+  shell counts it under that `Drop` reason (`malformed-message`, `wrong-xid`, ...), frames the
   packet socket refuses under `frame-<reason>`; the first drop of each reason is logged.
+- Lease events are the machine's, one to one (`dhcp4c.shell.observe.kind_of`): the shell never
+  infers an event from a state or compares leases itself.
 - The lease callback runs, and must succeed, before the client relies on a lease: before its
   event reaches the observers, before `wait_bound()` returns, before HEALTHY is signalled. An
   exception from it ends `run()` (a death for the supervisor). It is called with
@@ -75,16 +77,15 @@ from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import (
     Action,
     InvalidTransition,
-    LeaseBound,
     LeaseChanged,
+    LeaseDiscarded,
     LeaseLost,
-    LeaseRenewed,
+    LossReason,
     Machine,
     Send,
     State,
 )
-from dhcp4c.protocol.message import Message, MessageError
-from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind, LeaseObservers
+from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind, LeaseObservers, kind_of
 from dhcp4c.shell.transport import BroadcastTransport, Transport, UnicastTransport
 
 __all__ = [
@@ -104,11 +105,6 @@ LeaseCallback = Callable[[Lease | None, Lease | None], Awaitable[None]]
 TransportFactory = Callable[[str, IPv4Address | None], Transport]
 
 _UNSPECIFIED = IPv4Address(0)
-# States in which the client holds a verified lease and uses its address.
-_RELIED = frozenset({State.BOUND, State.RENEWING, State.REBINDING})
-_BROADCAST_STATES = frozenset({State.SELECTING, State.REQUESTING, State.REBOOTING})
-_UNICAST_STATES = frozenset({State.RENEWING, State.REBINDING})
-_DECLINABLE = _RELIED
 # Datagrams waiting for the loop; receivers wait (the socket buffer holds the rest) when full.
 _QUEUE = 16
 # Suspends shorter than this are not told from scheduling noise between the two clocks.
@@ -160,9 +156,9 @@ class ClientStats:
         runs: how many times `run()` started.
         sent: messages sent, by message type name ("DISCOVER", ...).
         received: datagrams handed to the loop (before validation).
-        drops: datagrams dropped, by reason: "malformed" (the codec refused it), the machine's
-            `Drop` reasons ("wrong-xid", ...), "frame-<reason>" (the packet socket refused the
-            frame).
+        drops: datagrams dropped, by reason: the machine's `Drop` reasons ("malformed-message"
+            when the codec refused it, "wrong-xid", ...), "frame-<reason>" (the packet socket
+            refused the frame).
         errors: I/O errors survived, by kind ("send", "receive", "unicast-open").
         suspended: seconds of host suspend detected through CLOCK_BOOTTIME.
     """
@@ -255,7 +251,6 @@ class Client:
         self._clock: Callable[[], float] = time.monotonic
         self._signalled = False
         self._transports: dict[IPv4Address | None, _Open] = {}
-        self._machine_drops_seen: Counter[str] = Counter()
         # The carrier as last reported by `set_carrier` (linkwatch); a run starts with it.
         self._carrier = AsyncBool(True)
 
@@ -319,7 +314,7 @@ class Client:
         Raises:
             InvalidTransition: not running, or not BOUND/RENEWING/REBINDING.
         """
-        if self._machine is None or self._machine.state not in _DECLINABLE:
+        if self._machine is None or not self._machine.spec.may_decline:
             raise InvalidTransition(f"decline in {self.state.name}")
         self._command(self._do_decline)
 
@@ -337,7 +332,7 @@ class Client:
 
     def _do_decline(self, now: float) -> None:
         machine = self._machine_or_fail()
-        if machine.state in _DECLINABLE:
+        if machine.spec.may_decline:
             machine.decline(now)
 
     def _command(self, command: Callable[[float], None]) -> None:
@@ -373,7 +368,7 @@ class Client:
         if self._wake is not None:
             (self.link_up if up else self.link_down)()
 
-    async def forget(self, reason: str, *, hwaddr: bytes | None = None) -> None:
+    async def forget(self, reason: LossReason, *, hwaddr: bytes | None = None) -> None:
         """Between runs, drop the lease as lost and optionally change the hardware address.
 
         Runs the callback with `(old, None)` and publishes a "lost" event with `reason` when a
@@ -390,7 +385,7 @@ class Client:
         if hwaddr is not None:
             self._hwaddr = hwaddr
         self._held = None
-        await self._apply(None, reason)
+        await self._apply(LeaseEventKind.LOST if self.lease is not None else None, None, reason)
 
     # -- the runnable -------------------------------------------------------------------------
 
@@ -457,10 +452,11 @@ class Client:
             machine_config,
             rng=self._rng,
             lease=self._held,
+            # After a restart the observers know the held lease; a lease file's they do not.
+            announced=self.lease is not None,
             link_up=self._carrier.value,
         )
         self._machine = machine
-        self._machine_drops_seen = Counter()
         return machine
 
     def _setup_clocks(self) -> None:
@@ -538,20 +534,12 @@ class Client:
 
     def _receive(self, machine: Machine, data: bytes) -> None:
         self.stats.received += 1
-        try:
-            message = Message.parse(data)
-        except MessageError as error:
-            self._dropped("malformed", str(error))
-            return
-        machine.receive(message, self._now())
-        seen = self._machine_drops_seen
-        for reason, count in machine.drops.items():
-            if count > seen[reason]:
-                self._dropped(reason, f"xid {message.xid:#010x}", count - seen[reason])
-                seen[reason] = count
+        drop = machine.receive_datagram(data, self._now())
+        if drop is not None:
+            self._dropped(drop.value, f"{len(data)} bytes")
 
-    def _dropped(self, reason: str, detail: str, count: int = 1) -> None:
-        self.stats.drops[reason] += count
+    def _dropped(self, reason: str, detail: str) -> None:
+        self.stats.drops[reason] += 1
         if reason not in self._logged:
             self._logged.add(reason)
             self._log.info(
@@ -566,45 +554,44 @@ class Client:
     async def _carry_out(self, machine: Machine, nursery: trio.Nursery) -> None:
         for action in machine.pop_actions():
             await self._act(action, nursery)
-        if machine.state in _RELIED and machine.lease is not None:
-            if self.lease is None:
-                # Verified without an event: a lease given to the constructor that the machine
-                # resumed by its timers after an unanswered INIT-REBOOT (RFC 2131 §3.2).
-                await self._apply(machine.lease, None)
-            if not self._signalled:
-                self._signalled = True
-                _signal_healthy(self._log)
+        if machine.spec.uses_address and not self._signalled:
+            self._signalled = True
+            _signal_healthy(self._log)
         self._reconcile(machine, nursery)
 
     async def _act(self, action: Action, nursery: trio.Nursery) -> None:
         if isinstance(action, Send):
             await self._send(action, nursery)
-        elif isinstance(action, LeaseBound | LeaseRenewed):
-            await self._apply(action.lease, None)
-        elif isinstance(action, LeaseChanged):
-            await self._apply(action.new, None)
+        elif isinstance(action, LeaseDiscarded):
+            # A lease file's lease, refused or expired: undo it, nobody was told of it.
+            await self._apply(None, None, action.reason)
+        elif isinstance(action, LeaseLost):
+            await self._apply(kind_of(action), None, action.reason)
         else:
-            assert isinstance(action, LeaseLost)
-            await self._apply(None, action.reason)
+            held = action.new if isinstance(action, LeaseChanged) else action.lease
+            await self._apply(kind_of(action), held, None)
 
-    async def _apply(self, held: Lease | None, reason: str | None) -> None:
-        """Run the callback for the lease now held (machine clock), then tell observers."""
+    async def _apply(
+        self, kind: LeaseEventKind | None, held: Lease | None, reason: LossReason | None
+    ) -> None:
+        """Run the callback for the lease now held (machine clock), then publish `kind` (None:
+        tell observers nothing)."""
         new = _shift(held, -self._skew)
         if self._callback is not None and not (new is None and self._applied is None):
             await self._callback(self._applied, new)
         self._applied = new
         old = self.lease
-        if new is None:
-            if old is not None:
-                self._observers.publish(LeaseEventKind.LOST, None, old, reason)
-                self._log.info("%s: lost %s (%s)", self.interface, old.address, reason)
+        if kind is None:
+            if reason is not None:
+                self._log.info("%s: dropped the known lease (%s)", self.interface, reason.value)
             return
-        if old is None:
-            kind = LeaseEventKind.BOUND
-        elif old.same_configuration(new):
-            kind = LeaseEventKind.RENEWED
-        else:
-            kind = LeaseEventKind.CHANGED
+        if new is None:
+            assert kind is LeaseEventKind.LOST and reason is not None
+            if old is None:
+                return  # a stop cancelled the bound lease's callback: never published
+            self._observers.publish(kind, None, old, reason.value)
+            self._log.info("%s: lost %s (%s)", self.interface, old.address, reason.value)
+            return
         self._observers.publish(kind, new, old)
         self._log.info(
             "%s: %s %s from %s for %.0f s",
@@ -658,10 +645,10 @@ class Client:
 
     def _wanted(self, machine: Machine) -> tuple[bool, IPv4Address | None]:
         """Whether the state listens at all, and on which transport (None: broadcast)."""
-        state = machine.state
-        if state in _BROADCAST_STATES:
+        transport = machine.spec.transport
+        if transport == "broadcast":
             return True, None
-        if state in _UNICAST_STATES:
+        if transport == "unicast":
             assert machine.lease is not None
             address = machine.lease.address.ip
             # When the unicast socket could not be bound, the packet socket stands in for it.

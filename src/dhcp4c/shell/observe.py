@@ -1,7 +1,8 @@
 """Lease observers: lease events fanned out to any number of Trio memory channels.
 
 This module owns the delivery of lease events from one client to its observers (the command's
-`--json` output, tests, whatever embeds the client). It knows nothing of DHCP beyond `Lease`.
+`--json` output, tests, whatever embeds the client). It knows nothing of DHCP beyond `Lease`
+and the machine's lease events, each of which is exactly one `LeaseEventKind` (`kind_of`).
 
 Semantics (a "latest value" per subscriber, like Monogon's `event/memory` values):
 
@@ -34,9 +35,10 @@ from dataclasses import dataclass, replace
 import trio
 from trio_util import AsyncValue
 
+from dhcp4c.protocol.events import LeaseBound, LeaseChanged, LeaseLost, LeaseRenewed
 from dhcp4c.protocol.lease import Lease
 
-__all__ = ["LeaseEvent", "LeaseEventKind", "LeaseObservers", "holds_lease"]
+__all__ = ["LeaseEvent", "LeaseEventKind", "LeaseObservers", "holds_lease", "kind_of"]
 
 
 class LeaseEventKind(str, enum.Enum):
@@ -48,8 +50,22 @@ class LeaseEventKind(str, enum.Enum):
     RENEWED = "renewed"
     #: The held lease was replaced by one that configures the host differently.
     CHANGED = "changed"
-    #: The lease is no longer held; `reason` says why (`dhcp4c.protocol.machine.LossReason` values).
+    #: The lease is no longer held; `reason` says why (a `dhcp4c.protocol.events.LossReason`
+    #: value).
     LOST = "lost"
+
+
+_KINDS: dict[type, LeaseEventKind] = {
+    LeaseBound: LeaseEventKind.BOUND,
+    LeaseRenewed: LeaseEventKind.RENEWED,
+    LeaseChanged: LeaseEventKind.CHANGED,
+    LeaseLost: LeaseEventKind.LOST,
+}
+
+
+def kind_of(event: LeaseBound | LeaseRenewed | LeaseChanged | LeaseLost) -> LeaseEventKind:
+    """The observer event a machine lease event is: one kind per event type, nothing inferred."""
+    return _KINDS[type(event)]
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,7 @@ class LeaseEvent:
         kind: what happened.
         lease: the lease held after the event; None for LOST.
         old: the lease held before the event; None for BOUND.
-        reason: for LOST, why ("expired", "nak", "declined", "released"); else None.
+        reason: for LOST, why (a `LossReason` value: "expired", "nak", ...); else None.
         seq: the position of this event in the client's history, from 1.
         missed: how many events this subscriber did not receive just before this one, because
             it was slower than the client (they were replaced by this one).

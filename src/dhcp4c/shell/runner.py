@@ -21,8 +21,6 @@ import trio
 
 from dhcp4c._exceptions import unwrap_group
 from dhcp4c.linux.linkwatch import (
-    HWADDR_CHANGED,
-    INTERFACE_GONE,
     CarrierChanged,
     HwaddrChanged,
     LinkGone,
@@ -30,6 +28,7 @@ from dhcp4c.linux.linkwatch import (
     LinkTracker,
     LinkWatch,
 )
+from dhcp4c.protocol.events import LossReason
 
 if TYPE_CHECKING:
     from dhcp4c.shell.client import Client
@@ -107,7 +106,7 @@ async def run_interface(
             running = None
             if isinstance(ending, LinkGone):
                 log.info("%s: interface gone; stopping its client", client.interface)
-                await client.forget(INTERFACE_GONE)
+                await client.forget(LossReason.INTERFACE_GONE)
                 _signal_done()
                 return
             log.info(
@@ -115,7 +114,7 @@ async def run_interface(
                 client.interface,
                 ending.hwaddr.hex(":"),
             )
-            await client.forget(HWADDR_CHANGED, hwaddr=ending.hwaddr)
+            await client.forget(LossReason.HWADDR_CHANGED, hwaddr=ending.hwaddr)
     finally:
         links.close()
 

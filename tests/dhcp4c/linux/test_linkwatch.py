@@ -31,8 +31,6 @@ from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOWER_UP, IFF_UP
 from dhcp4c.consumers import netconfig
 from dhcp4c.linux.interface import read_ethernet
 from dhcp4c.linux.linkwatch import (
-    HWADDR_CHANGED,
-    INTERFACE_GONE,
     CarrierChanged,
     HwaddrChanged,
     LinkGone,
@@ -49,7 +47,7 @@ from dhcp4c.linux.rtnl import (
     parse_messages,
 )
 from dhcp4c.protocol.lease import Lease
-from dhcp4c.protocol.machine import State
+from dhcp4c.protocol.machine import LossReason, State
 from dhcp4c.protocol.message import Message, MessageType
 from dhcp4c.shell.client import Client, default_transport
 from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind
@@ -525,7 +523,7 @@ async def test_a_new_hwaddr_starts_over(autojump_clock: trio.testing.MockClock) 
             assert second.address != first.address  # a new client to the server
         assert [(e.kind, e.reason) for e in got] == [
             (LeaseEventKind.BOUND, None),
-            (LeaseEventKind.LOST, HWADDR_CHANGED),
+            (LeaseEventKind.LOST, LossReason.HWADDR_CHANGED),
             (LeaseEventKind.BOUND, None),
         ]
         assert [e.seq for e in got] == [1, 2, 3]
@@ -584,7 +582,7 @@ async def test_a_client_started_by_the_caller_is_taken_over(
         assert [(e.kind, e.reason) for e in got] == [
             (LeaseEventKind.BOUND, None),
             *renewed,
-            (LeaseEventKind.LOST, HWADDR_CHANGED),
+            (LeaseEventKind.LOST, LossReason.HWADDR_CHANGED),
             (LeaseEventKind.BOUND, None),
         ]
 
@@ -628,7 +626,7 @@ async def test_interface_gone_ends_its_client_only(autojump_clock: trio.testing.
             assert other.lease is not None
         assert [(e.kind, e.reason) for e in got] == [
             (LeaseEventKind.BOUND, None),
-            (LeaseEventKind.LOST, INTERFACE_GONE),
+            (LeaseEventKind.LOST, LossReason.INTERFACE_GONE),
         ]
 
 
@@ -823,8 +821,8 @@ async def test_real_link_changes(topology: netns.Topology) -> None:
         nursery.cancel_scope.cancel()
     kinds = [(e.kind, e.reason) for e in events_a]
     assert kinds[0] == (LeaseEventKind.BOUND, None)
-    assert (LeaseEventKind.LOST, HWADDR_CHANGED) in kinds
-    assert kinds[-1] == (LeaseEventKind.LOST, INTERFACE_GONE)
+    assert (LeaseEventKind.LOST, LossReason.HWADDR_CHANGED) in kinds
+    assert kinds[-1] == (LeaseEventKind.LOST, LossReason.INTERFACE_GONE)
 
 
 # -- the watch's socket handling, on a socket pair standing in for the kernel -------------------

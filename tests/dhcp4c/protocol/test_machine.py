@@ -17,13 +17,16 @@ from dhcp4c.protocol.clientid import duid_ll, iaid_for_interface, rfc4361_client
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import (
     DEFAULT_PARAMETER_REQUEST_LIST,
+    SPECS,
     Action,
     Drop,
     InvalidTransition,
     LeaseBound,
     LeaseChanged,
+    LeaseDiscarded,
     LeaseLost,
     LeaseRenewed,
+    LossReason,
     Machine,
     MachineConfig,
     Send,
@@ -673,6 +676,89 @@ def test_reboot_without_answer_before_t1_is_bound() -> None:
     assert h.fire() == []
     assert h.state() is State.BOUND
     assert h.machine.next_deadline() == lease.t1
+
+
+# -- a lease nobody was told of (a lease file) -----------------------------------------------------
+
+
+def test_unannounced_lease_confirmed_is_bound() -> None:
+    lease = known_lease()
+    h = harness(lease=lease, announced=False)
+    h.start(100.0)
+    (event,) = h.answer(MessageType.ACK, 100.1)
+    assert isinstance(event, LeaseBound) and event.lease.address == lease.address
+    # From then on the lease is announced: the next renewal is a renewal.
+    h.fire()
+    (renewed,) = h.answer(MessageType.ACK)
+    assert isinstance(renewed, LeaseRenewed)
+
+
+def test_unannounced_lease_refused_is_discarded() -> None:
+    lease = known_lease()
+    h = harness(lease=lease, announced=False)
+    h.start(100.0)
+    (event,) = h.answer(MessageType.NAK, server=OTHER_SERVER)
+    assert event == LeaseDiscarded(lease, LossReason.NAK)
+    assert h.state() is State.INIT and h.machine.lease is None
+
+
+def test_unannounced_lease_expired_at_start_is_discarded() -> None:
+    lease = known_lease()
+    h = harness(lease=lease, announced=False)
+    discarded, send = h.start(lease.expiry)
+    assert discarded == LeaseDiscarded(lease, LossReason.EXPIRED)
+    assert isinstance(send, Send) and send.message.options.requested_address == ADDR
+
+
+def test_unannounced_lease_kept_after_silence_is_bound() -> None:
+    lease = known_lease()
+    h = harness(config(max_request_tries=1), lease=lease, announced=False)
+    h.start(100.0)
+    assert h.fire() == [LeaseBound(lease)]  # RFC 2131 §3.2: relied on from now on
+    assert h.state() is State.BOUND
+    assert h.machine.next_deadline() == lease.t1
+
+
+# -- the state specs -------------------------------------------------------------------------------
+
+
+def test_every_state_has_a_consistent_spec() -> None:
+    assert set(SPECS) == set(State)
+    for state, spec in SPECS.items():
+        assert (spec.sends is not None) == bool(spec.accepts) == (spec.transport is not None), state
+        assert (spec.sends is not None) == (spec.retransmit is not None), state
+        assert not spec.uses_address or spec.holds_lease, state
+    assert {s for s, spec in SPECS.items() if spec.may_decline} == {
+        State.BOUND,
+        State.RENEWING,
+        State.REBINDING,
+    }
+    assert {s for s, spec in SPECS.items() if spec.holds_lease} == {
+        State.BOUND,
+        State.RENEWING,
+        State.REBINDING,
+        State.INIT_REBOOT,
+        State.REBOOTING,
+    }
+
+
+@pytest.mark.parametrize("state", list(State), ids=str)
+def test_the_state_sends_what_its_spec_says(state: State) -> None:
+    h = in_state(state)
+    spec = h.machine.spec
+    assert spec is SPECS[state]
+    if spec.sends is None:
+        return
+    assert h.sent is not None
+    message = h.sent
+    assert message.message_type is spec.sends.mtype
+    lease = h.machine.lease
+    assert (message.ciaddr != ZERO) == spec.sends.ciaddr
+    if spec.sends.ciaddr:
+        assert lease is not None and message.ciaddr == lease.address.ip
+    assert (OptionCode.SERVER_IDENTIFIER in message.options) == spec.sends.server_id
+    if spec.sends.requested in ("offer", "lease"):
+        assert message.options.requested_address == ADDR
 
 
 def test_link_flap_while_bound_verifies_the_lease() -> None:

@@ -8,9 +8,10 @@ import pytest
 import trio
 import trio.testing
 
+from dhcp4c.protocol.events import LeaseBound, LeaseChanged, LeaseLost, LeaseRenewed, LossReason
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.options import Options
-from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind, LeaseObservers
+from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind, LeaseObservers, kind_of
 
 BOUND, RENEWED, CHANGED, LOST = (
     LeaseEventKind.BOUND,
@@ -171,3 +172,11 @@ async def test_wait_lease(autojump_clock: trio.testing.MockClock) -> None:
     # Already held: returns at once.
     assert await observers.wait_lease() is held
     assert trio.current_time() == 3
+
+
+def test_each_machine_event_is_one_kind() -> None:
+    first, second = lease(), lease("192.0.2.101/24")
+    assert kind_of(LeaseBound(first)) is BOUND
+    assert kind_of(LeaseRenewed(first)) is RENEWED
+    assert kind_of(LeaseChanged(first, second)) is CHANGED
+    assert kind_of(LeaseLost(first, LossReason.NAK)) is LOST
