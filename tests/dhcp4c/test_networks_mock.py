@@ -28,6 +28,7 @@ import pytest
 import trio
 import trio.testing
 
+from dhcp4c.protocol.config import ClientConfig
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.message import Message, MessageType
 from dhcp4c.protocol.options import OptionCode, Options
@@ -137,12 +138,12 @@ async def client_on(
 
     client = Client(
         "eth0",
+        ClientConfig(**config),
         hwaddr=HW,
         transport_factory=lambda interface, address: link.open(),
         rng=random.Random(seed),
         lease=lease,
         callback=callback,
-        **config,
     )
     async with trio.open_nursery() as nursery:
 
