@@ -31,6 +31,7 @@ from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWLINK, RTNLGRP_LINK
 from dhcp4c.linux.rtnl import (
     Link,
     NetlinkParseError,
+    Subscription,
     getlink_request,
     open_socket,
     parse_error,
@@ -172,12 +173,15 @@ class LinkWatch:
 
     def __init__(self, ifname: str, open_socket: Callable[[], trio.socket.SocketType]) -> None:
         self.ifname = ifname
-        self._open = open_socket
-        self._sock = open_socket()
+        self._feed = Subscription(open_socket)
         self._seq = 0
         self._asked = False
-        self.resyncs = 0
         self.drops = 0
+
+    @property
+    def resyncs(self) -> int:
+        """How many times the kernel dropped notifications and the state was read anew."""
+        return self._feed.resyncs
 
     @classmethod
     def open(cls, ifname: str, *, netns: str | None = None) -> LinkWatch:
@@ -192,14 +196,8 @@ class LinkWatch:
 
     async def _ask(self) -> None:
         self._seq += 1
-        await self._sock.send(getlink_request(self.ifname, self._seq))
+        await self._feed.sock.send(getlink_request(self.ifname, self._seq))
         self._asked = True
-
-    def _reopen(self) -> None:
-        fresh = self._open()  # subscribed before it asks: nothing falls between
-        self._sock.close()
-        self._sock = fresh
-        self._asked = False
 
     async def receive(self) -> list[Link]:
         """Wait for the next datagram and return the link snapshots in it.
@@ -214,14 +212,10 @@ class LinkWatch:
         while True:
             if not self._asked:
                 await self._ask()
-            try:
-                data = await self._sock.recv(0x10000)
-            except OSError as error:
-                if error.errno != errno.ENOBUFS:
-                    raise
-                self.resyncs += 1
+            data = await self._feed.recv()
+            if data is None:  # notifications lost: a fresh socket, on which we ask again
                 _log.info("%s: link notifications lost; reading the state anew", self.ifname)
-                self._reopen()
+                self._asked = False
                 continue
             try:
                 links = self._links(parse_messages(data))
@@ -248,4 +242,4 @@ class LinkWatch:
 
     def close(self) -> None:
         """Close the socket; idempotent."""
-        self._sock.close()
+        self._feed.close()

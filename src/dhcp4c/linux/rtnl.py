@@ -1,8 +1,9 @@
 """rtnetlink with pyroute2's messages on a Trio socket: what the kernel side asks and is told.
 
-Requests are pyroute2's `ifaddrmsg`, `rtmsg` and `ifinfmsg`, answers are decoded by its
-`MarshalRtnl`. Pure functions build requests (`build_*`) and turn decoded messages into `Link`,
-`Address` or an errno (`parse_*`); `RtnlSocket` is a NETLINK_ROUTE socket owned by Trio.
+Requests are pyroute2's `ifaddrmsg`, `rtmsg` and `ifinfmsg`, answers and events are decoded by
+its `MarshalRtnl`. Pure functions build requests (`build_*`) and turn decoded messages into
+`Link`, `Address` or an errno (`parse_*`); `RtnlSocket` is a NETLINK_ROUTE socket owned by Trio;
+`Subscription` is one joined to multicast groups, replaced when the kernel drops notifications.
 
 Invariants:
 - Address requests carry IFA_LOCAL = IFA_ADDRESS, IFA_BROADCAST up to /30 (RFC 3021) and
@@ -76,8 +77,10 @@ __all__ = [
     "NetlinkParseError",
     "Route",
     "RtnlSocket",
+    "Subscription",
     "build_deladdr",
     "build_getaddr",
+    "build_getlink",
     "build_newaddr",
     "build_route",
     "build_setmtu",
@@ -134,6 +137,10 @@ class Link:
         mtu: IFLA_MTU, or None.
         deleted: an RTM_DELLINK, or no such interface.
         family: `ifi_family`; AF_UNSPEC for the link itself.
+        ifi_type: the `ifi_type` (ARPHRD_ETHER, ARPHRD_LOOPBACK, ...); None when unknown (a
+            snapshot not read from the kernel).
+        master: IFLA_MASTER, the index of the bridge, bond or VRF the link is enslaved to, or
+            None.
     """
 
     index: int
@@ -145,6 +152,8 @@ class Link:
     mtu: int | None = None
     deleted: bool = False
     family: int = socket.AF_UNSPEC
+    ifi_type: int | None = None
+    master: int | None = None
 
     @property
     def usable(self) -> bool:
@@ -305,6 +314,11 @@ def build_setmtu(index: int, mtu: int, *, seq: int = 1) -> bytes:
     return _encode(message, RTM_NEWLINK, NLM_F_ACK, seq)
 
 
+def build_getlink(*, seq: int = 1) -> bytes:
+    """An RTM_GETLINK dump request for every link (answered by RTM_NEWLINKs, then NLMSG_DONE)."""
+    return _encode(ifinfmsg(), RTM_GETLINK, NLM_F_DUMP, seq)
+
+
 def getlink_request(ifname: str, seq: int) -> bytes:
     """An RTM_GETLINK request for the interface named `ifname` (answered by one RTM_NEWLINK).
 
@@ -427,6 +441,8 @@ def parse_link(message: Any) -> Link:
         mtu=_attr(message, "IFLA_MTU", int),
         deleted=kind == RTM_DELLINK,
         family=int(message["family"]),
+        ifi_type=int(message["ifi_type"]),
+        master=_attr(message, "IFLA_MASTER", int) or None,  # no interface has index 0
     )
 
 
@@ -534,6 +550,58 @@ def open_socket(netns: str | None = None, *, groups: Iterable[int] = ()) -> trio
     except BaseException:
         sock.close()
         raise
+
+
+class Subscription(Closing):
+    """A socket subscribed to rtnetlink notifications, replaced when the kernel dropped some.
+
+    When our receive buffer overflows, the kernel drops notifications and says so once, by
+    ENOBUFS; what the socket still holds is stale by then. `recv` answers that by opening a
+    fresh subscribed socket, closing the old one and returning None: the caller asks for the
+    state anew on the fresh socket, and a snapshot replaces any number of lost changes.
+
+    Args:
+        open_socket: opens a subscribed socket (`open_socket(netns, groups=...)`), now and at
+            every replacement.
+
+    Attributes:
+        sock: the socket now; requests go out on it.
+        resyncs: how many times the socket was replaced.
+    """
+
+    def __init__(self, open_socket: Callable[[], trio.socket.SocketType]) -> None:
+        self._open = open_socket
+        self.sock = open_socket()
+        self.resyncs = 0
+
+    async def recv(self) -> bytes | None:
+        """The next datagram, or None when notifications were lost and the socket replaced.
+
+        Raises:
+            OSError: the socket failed otherwise, or could not be replaced.
+        """
+        try:
+            return await self.sock.recv(_RECEIVE_SIZE)
+        except OSError as error:
+            if error.errno != _errno.ENOBUFS:
+                raise
+        self.reopen()
+        return None
+
+    def reopen(self) -> None:
+        """Replace the socket by a fresh subscribed one (counted in `resyncs`).
+
+        Raises:
+            OSError: the new socket could not be opened (the old one is kept).
+        """
+        fresh = self._open()  # subscribed before anything is asked on it: nothing falls between
+        self.sock.close()
+        self.sock = fresh
+        self.resyncs += 1
+
+    def close(self) -> None:
+        """Close the socket; idempotent."""
+        self.sock.close()
 
 
 class RtnlSocket(Closing):

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from pyroute2.arp import ARPHRD_ETHER
 from pyroute2.netlink import NLMSG_DONE, NLMSG_ERROR
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTNLGRP_LINK
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOWER_UP, IFF_UP
@@ -114,7 +115,14 @@ def test_parse_a_link_message() -> None:
     (message,) = parse_messages(link_message())
     assert message["header"]["type"] == RTM_NEWLINK
     assert parse_link(message) == Link(
-        index=7, name="eth0", hwaddr=HW, flags=UP, carrier=True, operstate="UP", mtu=1500
+        index=7,
+        name="eth0",
+        hwaddr=HW,
+        flags=UP,
+        carrier=True,
+        operstate="UP",
+        mtu=1500,
+        ifi_type=ARPHRD_ETHER,
     )
 
 
@@ -131,6 +139,7 @@ def test_decode_recorded_link_messages() -> None:
         carrier=True,
         operstate="UP",
         mtu=1500,
+        ifi_type=ARPHRD_ETHER,
     )
     assert veth.flags & IFF_UP and veth.flags & IFF_LOWER_UP and veth.usable
     gone = one_link((RECORDED / "dellink-veth.bin").read_bytes())
