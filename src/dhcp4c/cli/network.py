@@ -136,5 +136,8 @@ class Network:
                         log.info("%s: client started", ifname)
                     if not self._synced:
                         self._synced = True
+                        which = f" matching {' '.join(self.patterns)}" if self.patterns else ""
+                        now = ", ".join(sorted(wanted)) or "none yet"
+                        log.info("following the interfaces%s: %s", which, now)
                         self.served.synced()
             nursery.cancel_scope.cancel()
