@@ -17,7 +17,8 @@ Invariants:
   and a fresh dump replace everything known, once complete; until then the old set stands.
 - Links are followed by index: a new name for an index is a removal and an appearance. Only
   AF_UNSPEC messages count: AF_BRIDGE ones (bridge ports) say nothing about existence.
-- The set changes, and wakes its watchers, only when a name comes or goes.
+- The set changes, and wakes its watchers, only when a name comes or goes (its name -> index
+  map also when a name's index changes); carrier, MTU or address changes wake nobody.
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ class LinkTable:
 
     Attributes:
         present: the names of the present Ethernet-like links that `match` accepts.
+        indexes: their interface indexes, by name: a link deleted and created again under its
+            name, between two reads, keeps the name but changes the index.
     """
 
     def __init__(self, match: Callable[[str], bool] = lambda ifname: True) -> None:
@@ -136,6 +139,7 @@ class LinkTable:
         self._links: dict[int, Link] = {}
         self._present: dict[str, Link] = {}
         self.present: frozenset[str] = frozenset()
+        self.indexes: Mapping[str, int] = MappingProxyType({})
 
     @property
     def links(self) -> Mapping[str, Link]:
@@ -143,19 +147,19 @@ class LinkTable:
         return MappingProxyType(self._present)
 
     def update(self, link: Link) -> bool:
-        """Take one snapshot; return whether `present` changed."""
+        """Take one snapshot; return whether `indexes` (and so perhaps `present`) changed."""
         self._take(link)
         return self._refresh()
 
     def replace(self, links: Iterable[Link]) -> bool:
-        """Take a whole dump in place of everything known; return whether `present` changed."""
+        """Take a whole dump in place of everything known; return whether `indexes` changed."""
         self._links = {}
         for link in links:
             self._take(link)
         return self._refresh()
 
     def apply(self, update: LinkUpdate) -> bool:
-        """Take an update (a dump replaces, changes update); return whether `present` changed."""
+        """Take an update (a dump replaces, changes update); return whether `indexes` changed."""
         if update.complete:
             return self.replace(update.links)
         for link in update.links:
@@ -177,10 +181,11 @@ class LinkTable:
             if link.name is not None and ethernet_like(link) and self.match(link.name)
         }
         self._present = present
-        names = frozenset(present)
-        if names == self.present:
+        indexes = {name: link.index for name, link in present.items()}
+        if indexes == self.indexes:
             return False
-        self.present = names
+        self.indexes = MappingProxyType(indexes)
+        self.present = frozenset(indexes)
         return True
 
 
@@ -299,6 +304,9 @@ class LinkSet:
     Attributes:
         names: the names present, an `AsyncValue` that changes only when one comes or goes (a
             level: a watcher that is late or starts again misses nothing).
+        indexes: the same links as name -> interface index, an `AsyncValue` that also changes
+            when a link is deleted and created again under its name between two reads (which
+            `names` cannot show): what a caller running one client per link should follow.
         synced: set once the first dump is in; until then `names` is empty for want of news.
 
     Trade-off: the whole set is recomputed at each snapshot, which keeps the table simple and
@@ -315,6 +323,7 @@ class LinkSet:
         self._source = source if source is not None else partial(AllLinks.open, netns=netns)
         self._table = LinkTable(match)
         self.names: AsyncValue[frozenset[str]] = AsyncValue(frozenset())
+        self.indexes: AsyncValue[Mapping[str, int]] = AsyncValue(MappingProxyType({}))
         self.synced = trio.Event()
 
     @property
@@ -341,6 +350,7 @@ class LinkSet:
             while True:
                 update = await source.receive()
                 self._table.apply(update)
+                self.indexes.value = self._table.indexes
                 self.names.value = self._table.present
                 if update.complete and not started:
                     started = True

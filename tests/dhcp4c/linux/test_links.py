@@ -10,7 +10,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, cast
 
@@ -127,17 +127,21 @@ STEPS: list[tuple[str, Link, set[str]]] = [
     ("an unknown index deleted", snapshot(index=99, name="x", deleted=True), {"br0", "eth1"}),
     ("index 7 comes back as eth0", snapshot(), {"br0", "eth1", "eth0"}),
     ("its MAC is zeroed", snapshot(hwaddr=bytes(6)), {"br0", "eth1"}),
+    ("eth1 created again", replace(ETH1, index=12), {"br0", "eth1"}),
 ]
 
 
 def test_table_steps() -> None:
     table = LinkTable()
-    before: set[str] = set()
+    before: dict[str, int] = {}
     for label, link, after in STEPS:
         changed = table.update(link)
-        assert (label, set(table.present), changed) == (label, after, after != before)
-        before = after
-    assert dict(table.links) == {"br0": BRIDGE, "eth1": ETH1}
+        indexes = dict(table.indexes)
+        assert (label, set(table.present), set(indexes)) == (label, after, after)
+        assert (label, changed) == (label, indexes != before)
+        before = indexes
+    assert before == {"br0": BRIDGE.index, "eth1": 12}  # the last step: a new index, a change
+    assert dict(table.links) == {"br0": BRIDGE, "eth1": replace(ETH1, index=12)}
 
 
 def test_a_dump_replaces_everything_known() -> None:
@@ -207,33 +211,37 @@ ETH1_NOTE = link_bytes(index=8, name="eth1")  # a notification: sequence number 
 
 
 async def test_a_dump_with_notifications_in_between_then_changes() -> None:
-    kernel, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    with kernel, AllLinks(lambda: trio.socket.from_stdlib_socket(ours)) as links:
-        kernel.send(ETH0_BYTES)
-        kernel.send(ETH1_NOTE)
-        kernel.send(done(0))  # another request's end (sequence 0): not ours
-        kernel.send(link_bytes(RTM_DELLINK, index=8, name="eth1", seq=1, multi=True) + done(1))
-        update = await links.receive()
-        assert kernel.recv(100) == build_getlink(seq=1)  # the first receive asked
-        eth1 = snapshot(index=8, name="eth1")
-        assert update == LinkUpdate((snapshot(), eth1, replace(eth1, deleted=True)), complete=True)
-        kernel.send(link_bytes(name="wan0"))
-        assert await links.receive() == LinkUpdate((snapshot(name="wan0"),))
-        kernel.send(done(1))  # nothing about links: nothing returned
-        empty_carrier = struct.pack("=HH", 4, IFLA_CARRIER)
-        malformed = nlmsg(RTM_NEWLINK, link_bytes(name="eth9")[16:] + empty_carrier, seq=0)
-        kernel.send(malformed + ETH1_NOTE)  # one link message is skipped, not the datagram
-        assert await links.receive() == LinkUpdate((eth1,))
-        assert (links.drops, links.resyncs) == (1, 0)
+    with trio.fail_after(5):  # a bug must not hang the run
+        kernel, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with kernel, AllLinks(lambda: trio.socket.from_stdlib_socket(ours)) as links:
+            kernel.send(ETH0_BYTES)
+            kernel.send(ETH1_NOTE)
+            kernel.send(done(0))  # another request's end (sequence 0): not ours
+            kernel.send(link_bytes(RTM_DELLINK, index=8, name="eth1", seq=1, multi=True) + done(1))
+            update = await links.receive()
+            assert kernel.recv(100) == build_getlink(seq=1)  # the first receive asked
+            eth1 = snapshot(index=8, name="eth1")
+            assert update == LinkUpdate(
+                (snapshot(), eth1, replace(eth1, deleted=True)), complete=True
+            )
+            kernel.send(link_bytes(name="wan0"))
+            assert await links.receive() == LinkUpdate((snapshot(name="wan0"),))
+            kernel.send(done(1))  # nothing about links: nothing returned
+            empty_carrier = struct.pack("=HH", 4, IFLA_CARRIER)
+            malformed = nlmsg(RTM_NEWLINK, link_bytes(name="eth9")[16:] + empty_carrier, seq=0)
+            kernel.send(malformed + ETH1_NOTE)  # one link message is skipped, not the datagram
+            assert await links.receive() == LinkUpdate((eth1,))
+            assert (links.drops, links.resyncs) == (1, 0)
 
 
 async def test_a_refused_dump_is_an_error() -> None:
-    kernel, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    with kernel, AllLinks(lambda: trio.socket.from_stdlib_socket(ours)) as links:
-        kernel.send(nlmsg(NLMSG_ERROR, struct.pack("=i", -errno.EPERM) + bytes(16), seq=0))
-        kernel.send(nlmsg(NLMSG_ERROR, struct.pack("=i", -errno.EPERM) + bytes(16), seq=1))
-        with pytest.raises(PermissionError, match="RTM_GETLINK dump"):
-            await links.receive()
+    with trio.fail_after(5):
+        kernel, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with kernel, AllLinks(lambda: trio.socket.from_stdlib_socket(ours)) as links:
+            kernel.send(nlmsg(NLMSG_ERROR, struct.pack("=i", -errno.EPERM) + bytes(16), seq=0))
+            kernel.send(nlmsg(NLMSG_ERROR, struct.pack("=i", -errno.EPERM) + bytes(16), seq=1))
+            with pytest.raises(PermissionError, match="RTM_GETLINK dump"):
+                await links.receive()
 
 
 class Overflowed:
@@ -262,29 +270,36 @@ class Overflowed:
 
 
 async def test_lost_notifications_reopen_the_socket_and_dump_anew() -> None:
-    kernel, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    overflowed = Overflowed(stale=ETH1_NOTE)  # what was true before the loss
-    sockets = iter([overflowed, trio.socket.from_stdlib_socket(ours)])
-    with kernel, AllLinks(lambda: next(sockets)) as links:
-        kernel.send(ETH0_BYTES + done(2))  # the dump on the new socket: the state now
-        assert await links.receive() == LinkUpdate((snapshot(),), complete=True)
-        assert overflowed.sent == [build_getlink(seq=1)] and overflowed.closed
-        assert kernel.recv(100) == build_getlink(seq=2)  # asked again, anew
-        assert (links.resyncs, links.drops) == (1, 0)
+    with trio.fail_after(5):
+        kernel, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        overflowed = Overflowed(stale=ETH1_NOTE)  # what was true before the loss
+        fake = cast(trio.socket.SocketType, overflowed)
+        sockets = iter([fake, trio.socket.from_stdlib_socket(ours)])
+        with kernel, AllLinks(lambda: next(sockets)) as links:
+            kernel.send(ETH0_BYTES + done(2))  # the dump on the new socket: the state now
+            assert await links.receive() == LinkUpdate((snapshot(),), complete=True)
+            assert overflowed.sent == [build_getlink(seq=1)] and overflowed.closed
+            assert kernel.recv(100) == build_getlink(seq=2)  # asked again, anew
+            assert (links.resyncs, links.drops) == (1, 0)
 
 
 async def test_a_malformed_datagram_reads_everything_anew() -> None:
-    first, first_ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    second, second_ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sockets = iter([first_ours, second_ours])
-    with first, second, AllLinks(lambda: trio.socket.from_stdlib_socket(next(sockets))) as links:
-        first.send(ETH0_BYTES + b"\x01\x02")  # it might have ended the dump: we cannot tell
-        second.send(ETH0_BYTES + done(2))
-        assert await links.receive() == LinkUpdate((snapshot(),), complete=True)
-        assert first.recv(100) == build_getlink(seq=1)
-        assert second.recv(100) == build_getlink(seq=2)
-        assert first_ours.fileno() == -1  # closed
-        assert (links.resyncs, links.drops) == (1, 1)
+    with trio.fail_after(5):
+        first, first_ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        second, second_ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sockets = iter([first_ours, second_ours])
+        with (
+            first,
+            second,
+            AllLinks(lambda: trio.socket.from_stdlib_socket(next(sockets))) as links,
+        ):
+            first.send(ETH0_BYTES + b"\x01\x02")  # it might have ended the dump: we cannot tell
+            second.send(ETH0_BYTES + done(2))
+            assert await links.receive() == LinkUpdate((snapshot(),), complete=True)
+            assert first.recv(100) == build_getlink(seq=1)
+            assert second.recv(100) == build_getlink(seq=2)
+            assert first_ours.fileno() == -1  # closed
+            assert (links.resyncs, links.drops) == (1, 1)
 
 
 # -- LinkSet on scripted updates ----------------------------------------------------------------
@@ -305,31 +320,32 @@ class Scripted:
 
 
 async def test_link_set_publishes_once_the_dump_is_in() -> None:
-    scripted = Scripted()
-    link_set = LinkSet(source=lambda: cast(AllLinks, scripted))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(link_set.run)
-        watch = cast(AsyncGenerator[frozenset[str], None], link_set.watch())
-        async with contextlib.aclosing(watch):
-            first = trio.Event()
-            got: list[frozenset[str]] = []
+    with trio.fail_after(5):
+        scripted = Scripted()
+        link_set = LinkSet(source=lambda: cast(AllLinks, scripted))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(link_set.run)
+            watch = link_set.watch()
+            async with contextlib.aclosing(watch):
+                first = trio.Event()
+                got: list[frozenset[str]] = []
 
-            async def read_first() -> None:
-                got.append(await watch.__anext__())
-                first.set()
+                async def read_first() -> None:
+                    got.append(await watch.__anext__())
+                    first.set()
 
-            nursery.start_soon(read_first)
-            await trio.testing.wait_all_tasks_blocked()
-            assert not got and not link_set.synced.is_set()  # the watch waits for the dump
-            scripted.send.send_nowait(LinkUpdate((snapshot(), ETH1), complete=True))
-            await first.wait()
-            assert got == [{"eth0", "eth1"}] and link_set.synced.is_set()
-            assert link_set.links["eth1"] == ETH1
-            scripted.send.send_nowait(LinkUpdate((snapshot(flags=0),)))  # no name came or went
-            scripted.send.send_nowait(LinkUpdate((snapshot(deleted=True),)))
-            assert await watch.__anext__() == {"eth1"}
-        nursery.cancel_scope.cancel()
-    assert scripted.closed
+                nursery.start_soon(read_first)
+                await trio.testing.wait_all_tasks_blocked()
+                assert not got and not link_set.synced.is_set()  # the watch waits for the dump
+                scripted.send.send_nowait(LinkUpdate((snapshot(), ETH1), complete=True))
+                await first.wait()
+                assert got == [{"eth0", "eth1"}] and link_set.synced.is_set()
+                assert link_set.links["eth1"] == ETH1
+                scripted.send.send_nowait(LinkUpdate((snapshot(flags=0),)))  # no name came or went
+                scripted.send.send_nowait(LinkUpdate((snapshot(deleted=True),)))
+                assert await watch.__anext__() == {"eth1"}
+            nursery.cancel_scope.cancel()
+        assert scripted.closed
 
 
 # -- real links in a network namespace -----------------------------------------------------------
@@ -374,6 +390,7 @@ async def test_links_come_and_go_in_a_namespace(topology: netns.Topology) -> Non
         await wait_names(link_set, "lkbr", "lkrenamed")
         here.ip("link", "set", "dev", a.name, "nomaster")
         await wait_names(link_set, "lka", "lkbr", "lkrenamed")
+        assert link_set.indexes.value == {name: link.index for name, link in link_set.links.items()}
         nursery.cancel_scope.cancel()
 
 
