@@ -4,7 +4,8 @@ This module owns reconciling the clients with the links: `Network.run` follows t
 Ethernet-like links (`dhcp4c.linux.links.LinkSet`, filtered by the patterns) and, for each wanted
 name, starts `run_interface(client)` as a dynamic child `root.net.<ifname>`; when the link is
 removed, it stops that child, drops the lease as lost (reason `interface-gone`) and forgets the
-client. Invariants:
+client. Links are followed by name and index (`LinkSet.indexes`): one deleted and created again
+under its name between two reads is a removal and an appearance. Invariants:
 
 - A `Client` object lives as long as its link: a restart of `net` (its children are dropped
   with it) starts the same objects again, so a link that stays keeps its lease (and its lease
@@ -18,9 +19,9 @@ client. Invariants:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
     from dhcp4c.linux.links import LinkSet
@@ -79,6 +80,7 @@ class Network:
         self.node_name = node_name
         self._links = links
         self.clients: dict[str, Client] = {}
+        self._indexes: dict[str, int] = {}  # the link each client was made for
         self._synced = False
 
     async def run(self) -> None:
@@ -105,30 +107,36 @@ class Network:
         async with trio.open_nursery() as nursery:
             await nursery.start(links.run)
             supervisor.signal(supervisor.Signal.HEALTHY)
-            async with contextlib.aclosing(links.watch()) as watch:
+            values = cast(
+                "AsyncGenerator[Mapping[str, int], None]", links.indexes.eventual_values()
+            )
+            async with contextlib.aclosing(values) as watch:
                 async for present in watch:
-                    wanted = {ifname for ifname in present if match(ifname)}
-                    for ifname in sorted(set(self.clients) - wanted):
+                    wanted = {ifname: i for ifname, i in present.items() if match(ifname)}
+                    gone = [n for n in self.clients if wanted.get(n) != self._indexes.get(n)]
+                    for ifname in sorted(gone):
                         node = running.pop(ifname, None)
                         if node is not None:
                             taken.discard(node)
                             # KeyError: it ended DONE on its own (its link watch saw it go).
                             with contextlib.suppress(KeyError):
                                 await supervisor.stop_child(node)
-                        gone = self.clients.pop(ifname)
+                        old = self.clients.pop(ifname)
+                        del self._indexes[ifname]
                         try:
-                            await gone.forget(INTERFACE_GONE)  # "lost", if it held a lease
+                            await old.forget(INTERFACE_GONE)  # "lost", if it held a lease
                         except Exception as error:  # the lease callback: not the set's death
                             log.warning("%s: dropping its lease: %s", ifname, error)
                         self.served.remove(ifname)
                         log.info("%s: interface gone; its client stopped", ifname)
-                    for ifname in sorted(wanted - set(running)):
+                    for ifname in sorted(set(wanted) - set(running)):
                         client = self.clients.get(ifname)
                         if client is None:
                             client = self.make_client(ifname)
                             if client is None:
                                 continue
                             self.clients[ifname] = client
+                            self._indexes[ifname] = wanted[ifname]
                             self.served.add(ifname, client)
                         node = self.node_name(ifname, taken)
                         supervisor.start_child(node, partial(self.run_client, client))
