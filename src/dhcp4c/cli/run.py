@@ -1,8 +1,11 @@
 """The command's run: checks before anything starts, the start-up order, the tree, signals.
 
 This module owns what the command does once its arguments are good: it checks privileges and
-interfaces, then runs one client per interface under one supervision tree (`root.<ifname>`)
-until a signal, `--once` or `--timeout` ends it, and turns that into the exit code.
+interfaces, then runs one client per interface under one supervision tree (`root.<ifname>`;
+with `--all`/`--match`, `root.net.<ifname>` for those that come and go: `dhcp4c.cli.network`;
+`root.debug` logs the tree on SIGUSR1) until a signal, `--once` or `--timeout` ends it, and turns
+that into the exit code. What follows the lease events (`--json`, `--hook`, the service manager)
+runs outside the scope that stops the tree, so the last events are handled before the exit.
 
 Start-up order (a client at boot waits for nothing else): each client starts with the carrier
 an ioctl reports, its first DISCOVER (or INIT-REBOOT REQUEST) goes out before the kernel side
