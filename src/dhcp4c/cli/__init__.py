@@ -1,6 +1,8 @@
 """The `dhcp4c` command: one DHCPv4 client per interface under one supervision tree.
 
     dhcp4c [options] IFACE...      get and keep a lease on each interface (configure the kernel)
+    dhcp4c --all | --match PATTERN  the same for every (matching) interface, as they come and go
+    dhcp4c status [IFACE...]       the leases a running client holds (`dhcp4c.cli.status`)
 
 The command is a package: `args` (the command line, `Settings` holding one `ClientConfig`, exit
 codes), `run` (checks, the start-up order, the tree, signals) and `output` (JSON events, the
@@ -67,6 +69,11 @@ def _fail(message: str, code: int) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code (the console script passes it to `sys.exit`)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["status"]:
+        # A subcommand; an interface named "status" is served with `dhcp4c -- status`.
+        from dhcp4c.cli import status
+
+        return status.main(arguments[1:])
     try:
         settings = parse(arguments)
         check_privileges(settings)

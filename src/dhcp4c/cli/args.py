@@ -43,6 +43,11 @@ EXIT_INTERFACE = 4
 EXIT_PRIVILEGES = 5
 
 _EPILOG = """\
+subcommands:
+  dhcp4c status [IFACE...]   the leases of a running client, from its --lease-dir
+                             (`dhcp4c status --help`); an interface named "status" is
+                             served with `dhcp4c -- status`
+
 exit codes:
   0    clean exit (signal after a lease, or --once bound and configured)
   1    runtime failure (the kernel refused the configuration, unexpected error)
@@ -56,7 +61,10 @@ exit codes:
 # IFNAMSIZ is 16 with the NUL; the kernel refuses "/", ":" and whitespace in names.
 _IFNAME = re.compile(r"[^/:\s\x00]{1,15}\Z")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2}[:-]?)+\Z")
+_PATTERN_CHARACTERS = frozenset("*?[")
 _DEFAULT_ONCE_TIMEOUT = 30.0
+# `dhcp4c.consumers.hooks.DEFAULT_TIMEOUT` (that module loads trio; a test keeps them equal).
+_DEFAULT_HOOK_TIMEOUT = 10.0
 
 
 class CommandError(Exception):
@@ -83,6 +91,16 @@ class Settings:
     route_metric: int | None = None
     routes: bool = True
     mtu: bool = True
+    hook: Path | None = None
+    hook_timeout: float = _DEFAULT_HOOK_TIMEOUT
+    every: bool = False  # --all
+    match: tuple[str, ...] = ()
+    debug_tree: bool = False
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether clients follow the links that exist or appear (`--all`, `--match`)."""
+        return self.every or bool(self.match)
 
 
 # -- argument parsing ------------------------------------------------------------------------
@@ -98,13 +116,39 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("interfaces", nargs="+", metavar="IFACE", help="interfaces to serve")
+    from dhcp4c._version import __version__
+
+    parser.add_argument(
+        "interfaces",
+        nargs="*",
+        metavar="IFACE",
+        help="interfaces to serve (at least one, unless --all or --match)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    links = parser.add_argument_group("interfaces that come and go")
+    links.add_argument(
+        "--all",
+        dest="every",
+        action="store_true",
+        help="also serve every Ethernet interface that exists or appears (not loopback, "
+        "not a bridge port or bond slave), and stop its client when it is removed",
+    )
+    links.add_argument(
+        "--match",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="like --all, for the interfaces whose name matches PATTERN (shell-style: "
+        "'eth*', 'enp?s[0-9]'; quote it; repeatable)",
+    )
     run = parser.add_argument_group("running")
     run.add_argument(
         "--once",
         action="store_true",
         help="exit 0 once every interface has a lease, bound and configured "
-        "(like udhcpc -q, dhclient -1); exit 3 if not within --timeout",
+        "(like udhcpc -q, dhclient -1); exit 3 if not within --timeout. With --all or "
+        "--match: once at least one matching interface exists and every one present then "
+        "is bound",
     )
     run.add_argument(
         "--timeout",
@@ -145,9 +189,27 @@ def _parser() -> argparse.ArgumentParser:
         help="write the lease's DNS servers and domains to PATH (resolv.conf format); "
         "never /etc/resolv.conf unless given",
     )
+    run.add_argument(
+        "--hook",
+        type=Path,
+        metavar="PATH",
+        help="run the executable PATH on every lease event, with the event in DHCP4C_* "
+        "variables and as JSON on stdin (see dhcp4c's docs/hooks.md)",
+    )
+    run.add_argument(
+        "--hook-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help=f"kill a hook still running after SECONDS (default {_DEFAULT_HOOK_TIMEOUT:g})",
+    )
     out = parser.add_argument_group("output")
     out.add_argument(
         "--json", action="store_true", help="print one JSON object per lease event on stdout"
+    )
+    out.add_argument(
+        "--debug-tree",
+        action="store_true",
+        help="log the supervision tree at every lease event (SIGUSR1 logs it at any time)",
     )
     out.add_argument("-v", "--verbose", action="count", default=0, help="more log (repeatable)")
     out.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
@@ -232,8 +294,18 @@ def parse(argv: Sequence[str]) -> Settings:
     Raises:
         CommandError: a bad value (exit code 2). argparse's own usage errors exit with 2 too.
     """
-    args = _parser().parse_args(list(argv))
+    parser = _parser()
+    args = parser.parse_args(list(argv))
+    if not (args.interfaces or args.every or args.match):
+        parser.error("give an interface (IFACE), --all or --match PATTERN")
+    if args.every and args.match:
+        raise CommandError("--all and --match exclude each other", EXIT_USAGE)
+    for pattern in args.match:
+        if not pattern or not pattern.isprintable() or "/" in pattern or " " in pattern:
+            raise CommandError(f"--match: {pattern!r} is not an interface name pattern", EXIT_USAGE)
     for name in args.interfaces:
+        if not _PATTERN_CHARACTERS.isdisjoint(name):
+            raise CommandError(f"{name!r} is a pattern: use --match {name!r}", EXIT_USAGE)
         if not _IFNAME.match(name) or name in (".", ".."):
             raise CommandError(f"{name!r} is not a valid interface name", EXIT_USAGE)
     if len(set(args.interfaces)) != len(args.interfaces):
@@ -243,6 +315,16 @@ def parse(argv: Sequence[str]) -> Settings:
         raise CommandError(f"--lease-dir: {args.lease_dir} is not a directory", EXIT_USAGE)
     if args.resolv_conf is not None and args.resolv_conf.is_dir():
         raise CommandError(f"--resolv-conf: {args.resolv_conf} is a directory", EXIT_USAGE)
+    hook = None
+    if args.hook is not None:
+        from dhcp4c.consumers.hooks import check_hook  # loads trio: only with --hook
+
+        try:
+            hook = check_hook(args.hook)
+        except ValueError as error:
+            raise CommandError(f"--hook: {error}", EXIT_USAGE) from None
+    elif args.hook_timeout is not None:
+        raise CommandError("--hook-timeout needs --hook", EXIT_USAGE)
     timeout = args.timeout
     if timeout is None and args.once:
         timeout = _DEFAULT_ONCE_TIMEOUT
@@ -260,6 +342,11 @@ def parse(argv: Sequence[str]) -> Settings:
         route_metric=args.route_metric,
         routes=args.routes,
         mtu=args.mtu,
+        hook=hook,
+        hook_timeout=_DEFAULT_HOOK_TIMEOUT if args.hook_timeout is None else args.hook_timeout,
+        every=args.every,
+        match=tuple(dict.fromkeys(args.match)),
+        debug_tree=args.debug_tree,
     )
 
 

@@ -9,7 +9,7 @@ Invariant: the standard library only at load time (trio only to read the clock w
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dhcp4c.protocol.lease import Lease
@@ -18,26 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["event_json", "print_event", "setup_logging"]
 
 
-def _lease_fields(lease: Lease, now: float) -> dict[str, Any]:
-    return {
-        "address": str(lease.address),
-        "server_id": str(lease.server_id),
-        "routers": [str(router) for router in lease.routers],
-        "dns_servers": [str(server) for server in lease.dns_servers],
-        "domain": lease.domain,
-        "search": list(lease.search),
-        "mtu": lease.mtu,
-        "routes": [
-            {
-                "destination": str(route.destination),
-                "gateway": None if route.gateway is None else str(route.gateway),
-            }
-            for route in lease.routes
-        ],
-        "t1": round(max(0.0, lease.t1 - now), 3),
-        "t2": round(max(0.0, lease.t2 - now), 3),
-        "expiry": round(max(0.0, lease.expiry - now), 3),
-    }
+# What a hook reads on stdin has these and two more; the command's lines keep their shape.
+_HOOK_ONLY = ("seq", "hostname")
 
 
 def event_json(
@@ -56,18 +38,29 @@ def event_json(
     `t1`, `t2` and `expiry` are seconds from now (the lease's times are on a clock of this
     process only); `time` is the wall clock (Unix seconds). `old_address` for "changed",
     `reason` for "lost", `missed` when earlier events were coalesced into this one (a reader
-    slower than the client; see `dhcp4c.shell.observe`).
+    slower than the client; see `dhcp4c.shell.observe`). The fields are the hook's
+    (`dhcp4c.consumers.hooks.event_document`, without `seq` and `hostname`): `domain` and
+    `search` hold only valid DNS names.
     """
     import json
 
-    document: dict[str, Any] = {"event": kind, "interface": interface, "time": round(wall, 3)}
-    document.update(_lease_fields(lease, now))
-    if old is not None:
-        document["old_address"] = str(old.address)
-    if reason is not None:
-        document["reason"] = reason
-    if missed:
-        document["missed"] = missed
+    from dhcp4c.consumers.hooks import event_document
+    from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind
+
+    event_kind = LeaseEventKind(kind)
+    lost = event_kind is LeaseEventKind.LOST
+    event = LeaseEvent(
+        event_kind,
+        lease=None if lost else lease,
+        old=lease if lost else old,
+        reason=reason,
+        seq=0,
+        missed=missed,
+    )
+    document = event_document(interface, event, now=now, wall=wall)
+    assert document is not None  # the event holds a lease
+    for name in _HOOK_ONLY:
+        del document[name]
     return json.dumps(document, sort_keys=False)
 
 

@@ -1,8 +1,11 @@
 """The command's run: checks before anything starts, the start-up order, the tree, signals.
 
 This module owns what the command does once its arguments are good: it checks privileges and
-interfaces, then runs one client per interface under one supervision tree (`root.<ifname>`)
-until a signal, `--once` or `--timeout` ends it, and turns that into the exit code.
+interfaces, then runs one client per interface under one supervision tree (`root.<ifname>`;
+with `--all`/`--match`, `root.net.<ifname>` for those that come and go: `dhcp4c.cli.network`;
+`root.debug` logs the tree on SIGUSR1) until a signal, `--once` or `--timeout` ends it, and turns
+that into the exit code. What follows the lease events (`--json`, `--hook`, the service manager)
+runs outside the scope that stops the tree, so the last events are handled before the exit.
 
 Start-up order (a client at boot waits for nothing else): each client starts with the carrier
 an ioctl reports, its first DISCOVER (or INIT-REBOOT REQUEST) goes out before the kernel side
@@ -33,13 +36,17 @@ from dhcp4c.cli.args import (
 from dhcp4c.cli.output import print_event
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import ModuleType
 
     import trio
 
+    import supervisor
+    from dhcp4c.cli.sdnotify import Notifier
     from dhcp4c.linux.interface import InterfaceFacts
     from dhcp4c.protocol.lease import Lease
     from dhcp4c.shell.client import Client, LeaseCallback
+    from dhcp4c.shell.observe import LeaseEvent
 
 __all__ = ["check_privileges", "inspect_interface", "serve"]
 
@@ -291,6 +298,141 @@ def _logger() -> Any:
     return logging.getLogger("dhcp4c")
 
 
+class _Observers:
+    """What follows each served client's lease events, as clients come and go (`Served`).
+
+    For each client: one subscription printed as JSON (`--json`), told to the service manager
+    (`STATUS=`, then `READY=1` once) and logged with the tree (`--debug-tree`); another fed to
+    its `HookRunner` (`--hook`, which coalesces while a hook runs). Readiness is decided here,
+    from the events as they are handled, so `READY=1` always precedes the `STOPPING=1` that
+    `--once` sends on it: `all_bound` is set once the set is known (`synced`), not empty, and
+    every interface in it holds a lease at the same moment. Tasks run in `nursery`, outside
+    the scope that stops the tree: `finish()` after the tree has stopped lets them handle what
+    the clients published last (the lease of `--once`, the "lost" of `--release`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        nursery: trio.Nursery,
+        notifier: Notifier,
+        *,
+        synced: bool,
+    ) -> None:
+        import trio
+
+        self.settings = settings
+        self.nursery = nursery
+        self.notifier = notifier
+        self.tree: supervisor.Handle | None = None
+        self.all_bound = trio.Event()
+        self.latest: dict[str, LeaseEvent | None] = {}
+        self._synced = synced
+        self._stopping = False
+        self._ends: dict[str, list[Callable[[], None]]] = {}
+
+    # -- Served ---------------------------------------------------------------------------------
+
+    def add(self, ifname: str, client: Client) -> None:
+        import trio
+
+        from dhcp4c.consumers.hooks import HookRunner
+
+        ends: list[Callable[[], None]] = []
+        done = trio.Event()
+        ends.append(done.set)
+        self.nursery.start_soon(self._follow, ifname, client.subscribe(), done)
+        if self.settings.hook is not None:
+            runner = HookRunner(self.settings.hook, ifname, timeout=self.settings.hook_timeout)
+            ends.append(runner.stop)
+            self.nursery.start_soon(runner.serve, client.subscribe())
+        self._ends[ifname] = ends
+        self.latest[ifname] = client.latest.value
+        self._check(None)
+
+    def remove(self, ifname: str) -> None:
+        for end in self._ends.pop(ifname, ()):
+            end()
+        self.latest.pop(ifname, None)
+        self._check(None)
+
+    def synced(self) -> None:
+        self._synced = True
+        self._check(None)
+
+    # -- the end ------------------------------------------------------------------------------
+
+    def stopping(self, status: str) -> None:
+        """The command is stopping: tell the service manager (once), and nothing after it."""
+        if not self._stopping:
+            self._stopping = True
+            self.notifier.stopping(status)
+
+    def finish(self) -> None:
+        """The tree has stopped: handle what is left, then end every task."""
+        for ifname in list(self._ends):
+            for end in self._ends.pop(ifname):
+                end()
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def _follow(
+        self, ifname: str, events: trio.MemoryReceiveChannel[LeaseEvent], done: trio.Event
+    ) -> None:
+        import contextlib
+
+        import trio
+
+        with events:
+            async with trio.open_nursery() as nursery:
+
+                async def until_done() -> None:
+                    await done.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(until_done)
+                async for event in events:
+                    self._handle(ifname, event)
+                nursery.cancel_scope.cancel()
+            with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                while True:
+                    self._handle(ifname, events.receive_nowait())
+
+    def _handle(self, ifname: str, event: LeaseEvent) -> None:
+        import trio
+
+        from dhcp4c.cli.sdnotify import lease_status
+
+        if self.settings.json:
+            print_event(ifname, event)
+        if ifname in self.latest:
+            self.latest[ifname] = event
+        if self.settings.debug_tree and self.tree is not None:
+            import supervisor
+
+            supervisor.log_tree(_logger(), self.tree)
+        if self._stopping:
+            return
+        text = lease_status(ifname, event, now=trio.current_time())
+        if not self._check(text):
+            self.notifier.status(text)
+
+    def _check(self, text: str | None) -> bool:
+        """Set `all_bound` (and send READY=1) when it first holds; whether it did now."""
+        from dhcp4c.shell.observe import holds_lease
+
+        if self.all_bound.is_set() or not self._synced or not self.latest:
+            return False
+        if not all(map(holds_lease, self.latest.values())):
+            return False
+        if text is None:
+            text = f"bound on {', '.join(sorted(self.latest))}"
+        if not self._stopping:
+            self.notifier.ready(text)
+        self.all_bound.set()
+        return True
+
+
 def serve(settings: Settings, interfaces: Sequence[InterfaceFacts]) -> int:
     """Run the clients under one supervision tree until a signal (or `--once`); the exit code."""
     import trio
@@ -301,86 +443,122 @@ def serve(settings: Settings, interfaces: Sequence[InterfaceFacts]) -> int:
         return trio.run(_serve, settings, tuple(interfaces))
 
 
+def _dynamic_client(settings: Settings, kernel: _KernelSide, ifname: str) -> Client | None:
+    """The client of an interface that appeared (None, logged: it cannot be served now)."""
+    try:
+        return _client(settings, inspect_interface(ifname), kernel)
+    except CommandError as error:
+        _logger().warning("%s: not served: %s", ifname, error)
+        return None
+
+
 async def _serve(settings: Settings, interfaces: tuple[InterfaceFacts, ...]) -> int:
-    import contextlib
     import functools
     import math
     import signal
 
     import trio
-    from trio_util import compose_values
 
     import supervisor
+    from dhcp4c.cli.network import Network
+    from dhcp4c.cli.sdnotify import Notifier
     from dhcp4c.shell.observe import holds_lease
 
     kernel = _KernelSide()
-    clients = {}
-    taken: set[str] = set()
-    timeout = settings.timeout
+    # Not inherited by hooks nor anything else started later: they are not the service.
+    notifier = Notifier.from_environment(unset=True)
+    clients: dict[str, Client] = {}
+    nodes: dict[str, Client] = {}
+    # Names of the root's other children: an interface named so gets another node name.
+    taken: set[str] = {"net", "debug"}
     for interface in interfaces:
         client = _client(settings, interface, kernel)
         client.set_carrier(_carrier(interface))  # until the link watch reads the link
-        clients[_node_name(interface.name, taken)] = client
+        clients[interface.name] = client
+        nodes[_node_name(interface.name, taken)] = client
 
-    async def root() -> None:
-        for node, client in clients.items():
-            # The client and the watch of its link in one node: carrier changes pause and
-            # resume it, a new MAC address starts it over, a vanished interface ends it (DONE)
-            # while the others go on.
-            supervisor.run(node, functools.partial(_run_node, client, kernel))
-        supervisor.signal(supervisor.Signal.HEALTHY)
-        supervisor.signal(supervisor.Signal.DONE)
+    async def run_dynamic(client: Client) -> None:
+        runner = await kernel.runner()
+        await runner.run_interface(client)
+
+    async def run_network() -> None:
+        # The link set's netlink code (pyroute2) comes with the kernel side, imported in a
+        # thread after the fixed clients' first DISCOVERs.
+        await kernel.runner()
+        assert network is not None
+        await network.run()
 
     outcome: list[int] = []
-    subscriptions = [(client, client.subscribe()) for client in clients.values()]
 
-    async def print_events(client: Client, events: trio.MemoryReceiveChannel[Any]) -> None:
-        async for event in events:
-            print_event(client.interface, event)
+    async with trio.open_nursery() as observing:
+        observers = _Observers(settings, observing, notifier, synced=not settings.dynamic)
+        for name, client in clients.items():
+            observers.add(name, client)
+        network = None
+        if settings.dynamic:
+            network = Network(
+                settings.match,
+                set(clients),
+                functools.partial(_dynamic_client, settings, kernel),
+                run_dynamic,
+                observers,
+                _node_name,
+            )
 
-    async def watch_signals(scope: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                _logger().info("%s: shutting down", signal.Signals(signum).name)
-                outcome.append(128 + signum)
+        async def root() -> None:
+            for node, client in nodes.items():
+                # The client and the watch of its link in one node: carrier changes pause and
+                # resume it, a new MAC address starts it over, a vanished interface ends it
+                # (DONE) while the others go on.
+                supervisor.run(node, functools.partial(_run_node, client, kernel))
+            if network is not None:
+                supervisor.run("net", run_network)
+            supervisor.run(
+                "debug", functools.partial(supervisor.dump_on_signal, _logger()), worker=True
+            )
+            supervisor.signal(supervisor.Signal.HEALTHY)
+            supervisor.signal(supervisor.Signal.DONE)
+
+        async def watch_signals(scope: trio.CancelScope) -> None:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    _logger().info("%s: shutting down", name)
+                    observers.stopping(f"stopping ({name})")
+                    outcome.append(128 + signum)
+                    scope.cancel()
+                    return
+
+        async def wait_all_bound(scope: trio.CancelScope) -> None:
+            timeout = settings.timeout
+            with trio.move_on_after(timeout if timeout is not None else math.inf) as timer:
+                await observers.all_bound.wait()
+            if timer.cancelled_caught:
+                missing = [n for n, event in observers.latest.items() if not holds_lease(event)]
+                _logger().error(
+                    "no lease within %g s on %s",
+                    settings.timeout,
+                    ", ".join(missing) or "any interface (none matched)",
+                )
+                observers.stopping("no lease in time")
+                outcome.append(EXIT_TIMEOUT)
                 scope.cancel()
-                return
+            elif settings.once:
+                observers.stopping("bound (--once)")
+                outcome.append(EXIT_OK)
+                scope.cancel()
 
-    async def wait_all_bound(scope: trio.CancelScope) -> None:
-        # "Every interface holds a lease" is derived from each client's latest event, at the
-        # same moment: an earlier lease lost while waiting for a later one does not count.
-        latest = {f"c{n}": client.latest for n, client in enumerate(clients.values())}
-        with (
-            trio.move_on_after(timeout if timeout is not None else math.inf) as timer,
-            compose_values(**latest) as every,
-        ):
-            await every.wait_value(lambda events: all(map(holds_lease, events)))
-        if timer.cancelled_caught:
-            missing = [c.interface for c in clients.values() if c.lease is None]
-            _logger().error("no lease within %g s on %s", settings.timeout, ", ".join(missing))
-            outcome.append(EXIT_TIMEOUT)
-            scope.cancel()
-        elif settings.once:
-            outcome.append(EXIT_OK)
-            scope.cancel()
-
-    with trio.CancelScope() as scope:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(kernel.run)
-            nursery.start_soon(watch_signals, scope)
-            nursery.start_soon(wait_all_bound, scope)
-            if settings.json:
-                for client, events in subscriptions:
-                    nursery.start_soon(print_events, client, events)
-            async with trio.open_nursery() as tree:
-                tree.start_soon(supervisor.supervise, root)
-    # The tree has stopped: each client sent its DHCPRELEASE (with --release) and ran its
-    # callback. Print what the printers had no time to print.
-    if settings.json:
-        for client, events in subscriptions:
-            with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
-                while True:
-                    print_event(client.interface, events.receive_nowait())
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(kernel.run)
+                nursery.start_soon(watch_signals, scope)
+                nursery.start_soon(wait_all_bound, scope)
+                async with trio.open_nursery() as tree:
+                    observers.tree = await tree.start(supervisor.supervise, root)
+        # The tree has stopped: each client sent its DHCPRELEASE (with --release) and ran its
+        # callback. The observers handle what they had no time to, hooks included.
+        observers.finish()
+    notifier.close()
     code = outcome[0] if outcome else EXIT_OK
     if code > 128 and not settings.once:
         code = EXIT_OK  # a signal is the normal way to stop a running client

@@ -368,3 +368,175 @@ async def test_a_failed_kernel_import_ends_the_command(monkeypatch: pytest.Monke
             nursery.start_soon(kernel.netconfig)  # a waiter: cancelled, never left hanging
     (error,) = caught.value.exceptions
     assert isinstance(error, ModuleNotFoundError) and kernel.loaded is None
+
+
+# -- the operators' options: hooks, --version, status, interfaces that come and go ---------
+
+
+def _hook(tmp_path: Path, mode: int = 0o755) -> Path:
+    hook = tmp_path / "hook"
+    hook.write_text("#!/bin/sh\n")
+    hook.chmod(mode)
+    return hook
+
+
+def test_hook_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dhcp4c.consumers import hooks
+
+    hook = _hook(tmp_path)
+    settings = parse("--hook", str(hook), "--hook-timeout", "2.5", "eth0")
+    assert settings.hook == hook and settings.hook_timeout == 2.5
+    assert parse("--hook", str(hook), "eth0").hook_timeout == hooks.DEFAULT_TIMEOUT
+    monkeypatch.chdir(tmp_path)
+    assert parse("--hook", "hook", "eth0").hook == hook  # absolute: never looked up in PATH
+
+
+def test_bad_hooks_are_one_clear_message(tmp_path: Path) -> None:
+    assert usage_error("--hook", str(tmp_path / "none"), "eth0") == (
+        f"--hook: {tmp_path / 'none'} is not a file"
+    )
+    assert usage_error("--hook", str(tmp_path), "eth0") == f"--hook: {tmp_path} is not a file"
+    hook = _hook(tmp_path, 0o644)
+    assert usage_error("--hook", str(hook), "eth0") == f"--hook: {hook} is not executable"
+    assert usage_error("--hook-timeout", "3", "eth0") == "--hook-timeout needs --hook"
+
+
+def test_dynamic_interfaces() -> None:
+    assert parse("--all").every and parse("--all").dynamic and parse("--all").interfaces == ()
+    settings = parse("--match", "dyn*", "--match", "eth?", "--match", "dyn*", "lan0")
+    assert settings.match == ("dyn*", "eth?") and settings.interfaces == ("lan0",)
+    assert settings.dynamic and not settings.every
+    assert not parse("eth0").dynamic
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--all", "--match", "e*"), "--all and --match exclude each other"),
+        (("--match", ""), "--match: '' is not an interface name pattern"),
+        (("--match", "a/b"), "--match: 'a/b' is not an interface name pattern"),
+        (("--match", "a b"), "--match: 'a b' is not an interface name pattern"),
+        (("eth*",), "'eth*' is a pattern: use --match 'eth*'"),
+    ],
+)
+def test_bad_dynamic_options(argv: tuple[str, ...], message: str) -> None:
+    assert usage_error(*argv) == message
+
+
+@pytest.mark.parametrize(
+    "argv", [("--hook-timeout", "0", "eth0"), ("--hook-timeout", "x", "eth0"), ("--match",)]
+)
+def test_bad_operator_values_exit_2(
+    argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.parse(list(argv))
+    assert caught.value.code == 2
+    error = capsys.readouterr().err.splitlines()
+    assert error[-1].startswith("dhcp4c: error: ") and "Traceback" not in error
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from dhcp4c._version import __version__
+
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out == f"dhcp4c {__version__}\n"
+
+
+def test_status_is_dispatched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["status", "--lease-dir", str(tmp_path / "none")])
+    assert code == 3
+    assert capsys.readouterr().err.startswith("dhcp4c status: error: no lease: ")
+    # An interface named "status" is an interface after `--`.
+    assert parse("--", "status").interfaces == ("status",)
+
+
+def test_help_tells_the_subcommand_and_dynamic_options() -> None:
+    result = run_module("--help")
+    for text in ("dhcp4c status", "dhcp4c -- status", "--all", "--match", "--hook", "--version"):
+        assert text in result.stdout
+
+
+# -- what follows the clients' events: the service manager, readiness ----------------------
+
+
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def ready(self, status: str) -> None:
+        self.sent.append(("READY", status))
+
+    def status(self, text: str) -> None:
+        self.sent.append(("STATUS", text))
+
+    def stopping(self, status: str) -> None:
+        self.sent.append(("STOPPING", status))
+
+
+class FakeClient:
+    """The part of `Client` the observers use: subscriptions and the latest event."""
+
+    def __init__(self) -> None:
+        from dhcp4c.shell.observe import LeaseObservers
+
+        self.observers = LeaseObservers()
+        self.subscribe = self.observers.subscribe
+        self.latest = self.observers.value
+
+    def bound(self, lease: Lease) -> None:
+        from dhcp4c.shell.observe import LeaseEventKind
+
+        self.observers.publish(LeaseEventKind.BOUND, lease, None)
+
+    def lost(self, lease: Lease) -> None:
+        from dhcp4c.shell.observe import LeaseEventKind
+
+        self.observers.publish(LeaseEventKind.LOST, None, lease, "interface-gone")
+
+
+async def test_ready_once_every_interface_is_bound_and_nothing_after_stopping() -> None:
+    notifier, lease = FakeNotifier(), _lease()
+    eth0, eth1 = FakeClient(), FakeClient()
+    async with trio.open_nursery() as nursery:
+        observers = cli.run._Observers(parse("eth0", "eth1"), nursery, notifier, synced=True)  # type: ignore[arg-type]
+        observers.add("eth0", eth0)  # type: ignore[arg-type]
+        observers.add("eth1", eth1)  # type: ignore[arg-type]
+        eth0.bound(lease)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [kind for kind, _ in notifier.sent] == ["STATUS"]
+        assert not observers.all_bound.is_set()
+        eth1.bound(lease)
+        await trio.testing.wait_all_tasks_blocked()
+        assert notifier.sent[1][0] == "READY"
+        assert notifier.sent[1][1].startswith("eth1: bound 192.0.2.10/24 from 192.0.2.1")
+        assert observers.all_bound.is_set()
+        observers.stopping("stopping (SIGTERM)")
+        eth0.lost(lease)  # a release while the tree stops: not told after STOPPING=1
+        await trio.testing.wait_all_tasks_blocked()
+        observers.finish()
+    assert notifier.sent[2:] == [("STOPPING", "stopping (SIGTERM)")]
+
+
+async def test_readiness_follows_the_dynamic_set() -> None:
+    notifier, lease = FakeNotifier(), _lease()
+    dyn0, dyn1 = FakeClient(), FakeClient()
+    async with trio.open_nursery() as nursery:
+        observers = cli.run._Observers(parse("--all"), nursery, notifier, synced=False)  # type: ignore[arg-type]
+        observers.synced()  # no interface yet: not ready (at least one is waited for)
+        assert not observers.all_bound.is_set()
+        observers.add("dyn0", dyn0)  # type: ignore[arg-type]
+        observers.add("dyn1", dyn1)  # type: ignore[arg-type]
+        dyn0.bound(lease)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not observers.all_bound.is_set()
+        dyn1.lost(lease)  # no lease there, and then it is removed: dyn0 alone is "every"
+        observers.remove("dyn1")
+        assert observers.all_bound.is_set()
+        await trio.testing.wait_all_tasks_blocked()
+        observers.finish()
+    kinds = [kind for kind, _ in notifier.sent]
+    assert kinds.count("READY") == 1 and ("READY", "bound on dyn0") in notifier.sent
+    assert ("STATUS", "dyn1: lost 192.0.2.10/24 (interface-gone)") in notifier.sent
