@@ -124,7 +124,8 @@ class Network:
                         old = self.clients.pop(ifname)
                         del self._indexes[ifname]
                         try:
-                            await old.forget(LossReason.INTERFACE_GONE)  # "lost", if it held a lease
+                            # A "lost" event, if it held a lease.
+                            await old.forget(LossReason.INTERFACE_GONE)
                         except Exception as error:  # the lease callback: not the set's death
                             log.warning("%s: dropping its lease: %s", ifname, error)
                         self.served.remove(ifname)
