@@ -64,6 +64,9 @@ class ClientConfig:
         renew_retransmit_min: the RFC 2131 §4.4.5 floor (60 s) between REQUESTs in
             RENEWING/REBINDING.
         max_request_tries: REQUESTs sent in REQUESTING (and REBOOTING) before giving up.
+        reboot_nak_grace: in REBOOTING, how long (seconds) a NAK from a server other than the
+            lease's is held back, so that the lease's own server can still ACK (0: taken at
+            once); see docs/design.md.
         backoff_initial, backoff_cap: the backoff before rediscovering after a failure.
         decline_wait: the wait after a DECLINE before discovering; RFC 2131 §3.1 says at least
             10 s, and smaller values are refused.
@@ -95,6 +98,7 @@ class ClientConfig:
     retransmit_jitter: float = 1.0
     renew_retransmit_min: float = 60.0
     max_request_tries: int = 4
+    reboot_nak_grace: float = 0.25
     backoff_initial: float = 1.0
     backoff_cap: float = 300.0
     decline_wait: float = 10.0
@@ -130,6 +134,8 @@ class ClientConfig:
             raise ValueError("need retransmit_jitter >= 0 and renew_retransmit_min > 0")
         if self.max_request_tries < 1:
             raise ValueError("max_request_tries must be at least 1")
+        if not self.reboot_nak_grace >= 0:
+            raise ValueError("reboot_nak_grace must be at least 0")
         if self.backoff_initial < 0 or self.backoff_cap < self.backoff_initial:
             raise ValueError("need 0 <= backoff_initial <= backoff_cap")
         if self.decline_wait < 10:

@@ -115,6 +115,8 @@ class MachineConfig:
         renew_retransmit_min: the RFC 2131 §4.4.5 floor (60 s) between REQUESTs in
             RENEWING/REBINDING.
         max_request_tries: REQUESTs sent in REQUESTING (and REBOOTING) before giving up.
+        reboot_nak_grace: in REBOOTING, how long a NAK from a server other than the lease's is
+            held back for the lease's own server to ACK.
         backoff_initial, backoff_cap: the backoff before rediscovering after a failure.
         decline_wait: the wait after a DECLINE before discovering; RFC 2131 §3.1 says at least
             10 s, and smaller values are refused.
@@ -140,6 +142,7 @@ class MachineConfig:
     retransmit_jitter: float = 1.0
     renew_retransmit_min: float = 60.0
     max_request_tries: int = 4
+    reboot_nak_grace: float = 0.25
     backoff_initial: float = 1.0
     backoff_cap: float = 300.0
     decline_wait: float = 10.0
@@ -220,6 +223,8 @@ class Machine:
         self._tries = 0  # transmissions in this exchange
         self._retransmit_at: float | None = None
         self._offer: Message | None = None  # REQUESTING: the OFFER we answer
+        # REBOOTING: the end of the grace of a held NAK from another server (`nak_grace`).
+        self._nak_held_until: float | None = None
         # INIT: when to discover (None while the link is down).
         self._wait_until: float | None = None
         self._failures = 0  # consecutive failures feeding the backoff
@@ -283,6 +288,8 @@ class Machine:
         if deadline is Deadline.EXPIRY:
             return lease.expiry
         assert deadline is Deadline.RETRANSMIT_OR_EXPIRY and self._retransmit_at is not None
+        if self._nak_held_until is not None:
+            return min(self._retransmit_at, lease.expiry, self._nak_held_until)
         return min(self._retransmit_at, lease.expiry)
 
     # -- inputs -------------------------------------------------------------------------------
@@ -410,6 +417,10 @@ class Machine:
             self._lose(LossReason.EXPIRED)
             self._enter_init(now, 0.0)
             return
+        if self._nak_held_until is not None and now >= self._nak_held_until:
+            # The lease's own server did not answer within the grace: the held NAK stands.
+            self._on_nak(now)
+            return
         _ON_DEADLINE[SPECS[self._state].on_deadline](self, now)
 
     def receive(self, message: Message, now: float) -> Drop | None:
@@ -479,6 +490,10 @@ class Machine:
         if self._tries < self._config.max_request_tries:
             self._send(now)
             return
+        if self._nak_held_until is not None:
+            # Out of tries inside a NAK's grace: a server did answer, and said no.
+            self._on_nak(now)
+            return
         self._end_exchange()
         if self._reboot_after_link:
             # After the link came back the client may sit on another network (RFC 2131 §3.2
@@ -532,6 +547,14 @@ class Machine:
             # the selected server keeps a rogue second server from resetting us at will.
             if not self._from_our_server(spec, server_id):
                 raise _Dropped(Drop.FOREIGN_NAK)
+            grace, lease = self._config.reboot_nak_grace, self._lease
+            if spec.nak_grace and grace > 0 and lease is not None and server_id != lease.server_id:
+                # Another server's NAK may only mean it has no record of us (an authoritative
+                # server that RFC 2131 §4.3.2 would keep silent): give the lease's own server
+                # the grace to ACK. Later NAKs from others do not extend it.
+                if self._nak_held_until is None:
+                    self._nak_held_until = now + grace
+                return
             self._on_nak(now)
             return
         lease_time = options.lease_time
@@ -566,13 +589,17 @@ class Machine:
 
     def _on_nak(self, now: float) -> None:
         # RFC 2131 §4.4.1/§4.4.5: a NAK sends the client back to INIT; the backoff keeps a server
-        # that NAKs everything from turning us into a packet storm.
+        # that NAKs everything from turning us into a packet storm. The first NAK to an
+        # INIT-REBOOT is no failure to wait out but the answer to "am I still here?" (the host
+        # moved, §3.2 step 3: restart the configuration): it still counts, so a NAK storm that
+        # follows backs off from the second failure on.
+        first_reboot_nak = self._state is State.REBOOTING and self._failures == 0
         if self._lease is not None:
             self._lose(LossReason.NAK)
         self._offer = None
         self._hint = None
         self._failures += 1
-        self._enter_init(now, self._backoff())
+        self._enter_init(now, 0.0 if first_reboot_nak else self._backoff())
 
     def _on_offer(self, offer: Message, now: float) -> None:
         assert self._state is State.SELECTING
@@ -610,6 +637,7 @@ class Machine:
         self._tries = 0
         self._retransmit_at = None
         self._offer = None
+        self._nak_held_until = None
 
     def _new_exchange(self, now: float) -> None:
         self._end_exchange()

@@ -341,7 +341,9 @@ TABLE: dict[tuple[State, str], tuple[State, list[type], str | None] | None] = {
     (S.REBOOTING, "offer"): (S.REBOOTING, [], "unexpected-type"),
     (S.REBOOTING, "ack"): (S.BOUND, [LeaseRenewed], None),
     (S.REBOOTING, "rapid-ack"): (S.BOUND, [LeaseRenewed], None),
-    (S.REBOOTING, "nak"): (S.INIT, [LeaseLost], None),
+    # The lease's server NAKs the INIT-REBOOT: the host moved, and the first NAK since start is
+    # no failure to back off from (RFC 2131 §3.2 step 3): discover at once.
+    (S.REBOOTING, "nak"): (S.SELECTING, [LeaseLost, Send], None),
     (S.REBOOTING, "timer"): (S.REBOOTING, [Send], None),
     (S.REBOOTING, "link-down"): (S.INIT_REBOOT, [], None),
     (S.REBOOTING, "link-up"): (S.REBOOTING, [], None),
@@ -639,10 +641,114 @@ def test_reboot_nak_from_any_server_loses_the_lease() -> None:
     lease = known_lease()
     h = harness(lease=lease)
     h.start(100.0)
-    (event,) = h.answer(MessageType.NAK, server=OTHER_SERVER)
+    # Another server's NAK is held for the grace, then taken.
+    assert h.answer(MessageType.NAK, server=OTHER_SERVER) == []
+    assert h.machine.next_deadline() == 100.25
+    event, send = h.fire()
     assert event == LeaseLost(lease, "nak")
-    assert h.state() is State.INIT
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert h.state() is State.SELECTING
     assert h.machine.lease is None
+
+
+def test_reboot_nak_from_the_lease_server_discovers_at_once() -> None:
+    lease = known_lease()
+    h = harness(lease=lease)
+    h.start(100.0)
+    event, send = h.answer(MessageType.NAK, 100.1)
+    assert event == LeaseLost(lease, "nak")
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert send.destination is None and send.message.options.requested_address is None
+    assert h.state() is State.SELECTING and h.machine.lease is None
+
+
+def test_second_nak_after_a_reboot_nak_backs_off() -> None:
+    # The free NAK still counts: a NAK in the REQUESTING that follows is the second failure.
+    h = harness(config(backoff_initial=1.0), lease=known_lease())
+    h.start(100.0)
+    h.answer(MessageType.NAK, 100.1)
+    h.answer(MessageType.OFFER, 100.2)
+    assert h.state() is State.REQUESTING
+    assert h.answer(MessageType.NAK, 100.3) == []
+    assert h.state() is State.INIT
+    wait = h.machine.next_deadline()
+    assert wait is not None and 100.3 + 2.0 <= wait <= 100.3 + 2.5
+
+
+def test_reboot_foreign_nak_then_ack_within_the_grace_binds() -> None:
+    lease = known_lease()
+    h = harness(lease=lease)
+    h.start(100.0)
+    retransmit = h.machine.next_deadline()
+    assert h.answer(MessageType.NAK, 100.05, server=OTHER_SERVER) == []
+    assert h.state() is State.REBOOTING and h.machine.lease == lease
+    assert h.machine.next_deadline() == pytest.approx(100.3)
+    # Another foreign NAK does not extend the grace.
+    assert h.answer(MessageType.NAK, 100.1, server=OTHER_SERVER) == []
+    assert h.machine.next_deadline() == pytest.approx(100.3)
+    h.machine.handle_timer(100.29)
+    assert h.take() == [] and h.state() is State.REBOOTING
+    (event,) = h.answer(MessageType.ACK, 100.2)
+    assert isinstance(event, LeaseRenewed)
+    assert h.state() is State.BOUND and h.machine.next_deadline() != retransmit
+    assert h.machine.drops == {}
+
+
+def test_reboot_own_server_nak_within_the_grace_is_taken_at_once() -> None:
+    lease = known_lease()
+    h = harness(lease=lease)
+    h.start(100.0)
+    assert h.answer(MessageType.NAK, 100.05, server=OTHER_SERVER) == []
+    event, send = h.answer(MessageType.NAK, 100.1)
+    assert event == LeaseLost(lease, "nak")
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert h.state() is State.SELECTING and h.now == 100.1
+
+
+def test_reboot_nak_grace_exact_times() -> None:
+    lease = known_lease()
+    h = harness(config(reboot_nak_grace=2.0), lease=lease)
+    h.start(100.0)
+    retransmit = h.machine.next_deadline()
+    assert retransmit is not None and retransmit > 102.5
+    h.answer(MessageType.NAK, 100.5, server=OTHER_SERVER)
+    assert h.machine.next_deadline() == 102.5
+    h.machine.handle_timer(102.499)
+    assert h.take() == []
+    h.machine.handle_timer(102.5)
+    event, send = h.take()
+    assert event == LeaseLost(lease, "nak")
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert h.state() is State.SELECTING
+
+
+def test_reboot_nak_grace_longer_than_the_retransmission() -> None:
+    # The retransmission inside a grace goes out; out of tries with a NAK held, the NAK stands.
+    lease = known_lease()
+    h = harness(config(reboot_nak_grace=100.0, max_request_tries=2), lease=lease)
+    h.start(100.0)
+    h.answer(MessageType.NAK, 100.5, server=OTHER_SERVER)
+    (send,) = h.fire()
+    assert send.message.message_type is MessageType.REQUEST  # type: ignore[union-attr]
+    assert h.state() is State.REBOOTING
+    event, discover = h.fire()
+    assert h.now < 200.5
+    assert event == LeaseLost(lease, "nak")
+    assert discover.message.message_type is MessageType.DISCOVER  # type: ignore[union-attr]
+
+
+def test_reboot_nak_grace_zero_takes_any_nak_at_once() -> None:
+    lease = known_lease()
+    h = harness(config(reboot_nak_grace=0.0), lease=lease)
+    h.start(100.0)
+    event, _ = h.answer(MessageType.NAK, 100.1, server=OTHER_SERVER)
+    assert event == LeaseLost(lease, "nak")
+    assert h.state() is State.SELECTING
+
+
+def test_reboot_nak_grace_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="reboot_nak_grace"):
+        config(reboot_nak_grace=-0.1)
 
 
 def test_start_with_expired_lease_discovers_with_hint() -> None:
@@ -697,9 +803,9 @@ def test_unannounced_lease_refused_is_discarded() -> None:
     lease = known_lease()
     h = harness(lease=lease, announced=False)
     h.start(100.0)
-    (event,) = h.answer(MessageType.NAK, server=OTHER_SERVER)
+    (event, _) = h.answer(MessageType.NAK)
     assert event == LeaseDiscarded(lease, LossReason.NAK)
-    assert h.state() is State.INIT and h.machine.lease is None
+    assert h.state() is State.SELECTING and h.machine.lease is None
 
 
 def test_unannounced_lease_expired_at_start_is_discarded() -> None:
