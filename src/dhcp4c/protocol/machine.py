@@ -40,8 +40,10 @@ from dhcp4c.protocol.config import (
     ClientConfig,
 )
 from dhcp4c.protocol.events import (
+    MIN_V6ONLY_WAIT,
     Action,
     Drop,
+    Ipv6OnlyPreferred,
     LeaseBound,
     LeaseChanged,
     LeaseDiscarded,
@@ -65,10 +67,12 @@ from dhcp4c.protocol.states import SPECS, Deadline, OnDeadline, State, StateSpec
 
 __all__ = [
     "DEFAULT_PARAMETER_REQUEST_LIST",
+    "MIN_V6ONLY_WAIT",
     "SPECS",
     "Action",
     "Drop",
     "InvalidTransition",
+    "Ipv6OnlyPreferred",
     "LeaseBound",
     "LeaseChanged",
     "LeaseDiscarded",
@@ -109,6 +113,7 @@ class MachineConfig:
         max_message_size: option 57, 576..65535; see `max_message_size_for_mtu`.
         broadcast_flag: ask servers to broadcast replies (RFC 2131 §4.1) while ciaddr is 0.
         rapid_commit: send option 80 in DISCOVER and accept a rapid ACK (RFC 4039).
+        ipv6_only_preferred: request option 108 and honour it (RFC 8925).
         release_on_stop: send DHCPRELEASE when stopped while holding a lease.
         retransmit_initial, retransmit_cap, retransmit_jitter: the RFC 2131 §4.1 schedule
             (4 s doubling to 64 s, ±1 s); shrink them in tests.
@@ -136,6 +141,7 @@ class MachineConfig:
     max_message_size: int = 1500
     broadcast_flag: bool = False
     rapid_commit: bool = True
+    ipv6_only_preferred: bool = False
     release_on_stop: bool = False
     retransmit_initial: float = 4.0
     retransmit_cap: float = 64.0
@@ -557,6 +563,14 @@ class Machine:
                 return
             self._on_nak(now)
             return
+        if spec.v6only and self._config.ipv6_only_preferred:
+            v6only_wait = options.ipv6_only_preferred
+            rapid = self._config.rapid_commit and options.rapid_commit
+            if v6only_wait is not None and (
+                not spec.rapid_ack_only or mtype is not MessageType.ACK or rapid
+            ):
+                self._on_v6only(v6only_wait, now)
+                return
         lease_time = options.lease_time
         if lease_time is None or lease_time < 1:
             # RFC 2131 table 3 and §1.1: a lease time MUST be sent, and 1 s is the least.
@@ -600,6 +614,17 @@ class Machine:
         self._hint = None
         self._failures += 1
         self._enter_init(now, 0.0 if first_reboot_nak else self._backoff())
+
+    def _on_v6only(self, value: int, now: float) -> None:
+        # RFC 8925 §3.2: do not request (or keep) the address; stop DHCPv4 for V6ONLY_WAIT, at
+        # least MIN_V6ONLY_WAIT, or until the link comes back (`link_up`), then start over. Not
+        # a failure: the network answered, and its answer is "use IPv6".
+        if self._lease is not None:
+            self._lose(LossReason.IPV6_ONLY)
+        self._hint = None
+        wait = float(max(value, MIN_V6ONLY_WAIT))
+        self._actions.append(Ipv6OnlyPreferred(wait))
+        self._enter_init(now, wait)
 
     def _on_offer(self, offer: Message, now: float) -> None:
         assert self._state is State.SELECTING
@@ -804,8 +829,11 @@ class Machine:
         if server_id is not None:
             options[OptionCode.SERVER_IDENTIFIER] = server_id.packed
         options[OptionCode.MAXIMUM_DHCP_MESSAGE_SIZE] = struct.pack("!H", config.max_message_size)
-        if config.parameter_request_list:
-            options[OptionCode.PARAMETER_REQUEST_LIST] = bytes(config.parameter_request_list)
+        prl = config.parameter_request_list
+        if config.ipv6_only_preferred and OptionCode.IPV6_ONLY_PREFERRED not in prl:
+            prl = (*prl, OptionCode.IPV6_ONLY_PREFERRED)  # RFC 8925 §3.2
+        if prl:
+            options[OptionCode.PARAMETER_REQUEST_LIST] = bytes(prl)
         if config.hostname is not None:
             options[OptionCode.HOST_NAME] = config.hostname.encode("ascii")
         if config.vendor_class is not None:
