@@ -368,3 +368,21 @@ async def test_a_failed_kernel_import_ends_the_command(monkeypatch: pytest.Monke
             nursery.start_soon(kernel.netconfig)  # a waiter: cancelled, never left hanging
     (error,) = caught.value.exceptions
     assert isinstance(error, ModuleNotFoundError) and kernel.loaded is None
+
+
+def test_ipv6_only_preferred_flag() -> None:
+    assert not parse("eth0").client.ipv6_only_preferred
+    assert parse("--ipv6-only-preferred", "eth0").client.ipv6_only_preferred
+
+
+def test_ipv6_only_event_json() -> None:
+    from dhcp4c.cli.output import v6only_json
+
+    document = json.loads(v6only_json("eth0", 300.0, wall=1700000000.0))
+    assert document == {
+        "event": "ipv6-only",
+        "interface": "eth0",
+        "time": 1700000000.0,
+        "wait": 300.0,
+    }
+    assert json.loads(v6only_json("eth0", 300.0, wall=0.0, missed=1))["missed"] == 1

@@ -17,10 +17,12 @@ from dhcp4c.protocol.clientid import duid_ll, iaid_for_interface, rfc4361_client
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import (
     DEFAULT_PARAMETER_REQUEST_LIST,
+    MIN_V6ONLY_WAIT,
     SPECS,
     Action,
     Drop,
     InvalidTransition,
+    Ipv6OnlyPreferred,
     LeaseBound,
     LeaseChanged,
     LeaseDiscarded,
@@ -1314,3 +1316,115 @@ def test_link_changes_while_stopped_are_remembered() -> None:
     h.machine.link_down(2.0)
     h.start(3.0)
     assert h.state() is State.INIT and h.machine.next_deadline() is None
+
+
+# -- IPv6-only preferred (RFC 8925) ------------------------------------------------------------
+
+
+def _v6only(seconds: int) -> dict[int, bytes]:
+    return {OptionCode.IPV6_ONLY_PREFERRED: _u32(seconds)}
+
+
+def test_ipv6_only_preferred_is_requested_only_when_enabled() -> None:
+    off = harness()
+    off.start()
+    assert off.sent is not None
+    assert OptionCode.IPV6_ONLY_PREFERRED not in off.sent.options.parameter_request_list  # type: ignore[operator]
+    on = harness(config(ipv6_only_preferred=True))
+    on.start()
+    assert on.sent is not None and on.sent.options.parameter_request_list == (
+        *DEFAULT_PARAMETER_REQUEST_LIST,
+        OptionCode.IPV6_ONLY_PREFERRED,
+    )
+    on.answer(MessageType.OFFER, 1.0)
+    assert on.sent.message_type is MessageType.REQUEST
+    assert OptionCode.IPV6_ONLY_PREFERRED in on.sent.options.parameter_request_list  # type: ignore[operator]
+
+
+def test_offer_with_option_108_is_not_requested_and_discovery_waits_it_out() -> None:
+    h = harness(config(ipv6_only_preferred=True))
+    h.start(0.0)
+    actions = h.answer(MessageType.OFFER, 1.0, options=_v6only(1800))
+    assert actions == [Ipv6OnlyPreferred(1800.0)]
+    assert h.state() is State.INIT and h.machine.lease is None
+    assert h.machine.next_deadline() == 1801.0
+    h.machine.handle_timer(1800.999)
+    assert h.take() == []
+    (send,) = h.fire()
+    assert h.now == 1801.0
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert send.message.options.requested_address is None
+    assert h.state() is State.SELECTING and h.machine.drops == {}
+
+
+def test_option_108_below_the_minimum_waits_min_v6only_wait() -> None:
+    assert MIN_V6ONLY_WAIT == 300
+    for value in (0, 1, 299):
+        h = harness(config(ipv6_only_preferred=True))
+        h.start(0.0)
+        assert h.answer(MessageType.OFFER, 2.0, options=_v6only(value)) == [
+            Ipv6OnlyPreferred(300.0)
+        ]
+        assert h.machine.next_deadline() == 302.0
+
+
+def test_option_108_is_ignored_unless_enabled() -> None:
+    h = harness()
+    h.start(0.0)
+    (send,) = h.answer(MessageType.OFFER, 1.0, options=_v6only(1800))
+    assert isinstance(send, Send) and send.message.message_type is MessageType.REQUEST
+    (event,) = h.answer(MessageType.ACK, options=_v6only(1800))
+    assert isinstance(event, LeaseBound)
+
+
+def test_rapid_ack_with_option_108_binds_nothing() -> None:
+    h = harness(config(ipv6_only_preferred=True))
+    h.start(0.0)
+    assert h.answer(MessageType.ACK, 0.5, rapid_commit=True, options=_v6only(600)) == [
+        Ipv6OnlyPreferred(600.0)
+    ]
+    assert h.state() is State.INIT and h.machine.next_deadline() == 600.5
+    # A plain ACK in SELECTING is still dropped, option 108 or not (RFC 4039 §4).
+    h2 = harness(config(ipv6_only_preferred=True))
+    h2.start(0.0)
+    assert h2.answer(MessageType.ACK, 0.5, options=_v6only(600)) == []
+    assert h2.machine.drops == {"ack-without-rapid-commit": 1}
+
+
+def test_reboot_ack_with_option_108_drops_the_lease() -> None:
+    lease = known_lease()
+    h = harness(config(ipv6_only_preferred=True), lease=lease)
+    h.start(100.0)
+    lost, v6only = h.answer(MessageType.ACK, 100.1, options=_v6only(900))
+    assert lost == LeaseLost(lease, LossReason.IPV6_ONLY)
+    assert v6only == Ipv6OnlyPreferred(900.0)
+    assert h.state() is State.INIT and h.machine.lease is None
+    (send,) = h.fire()
+    assert h.now == pytest.approx(1000.1)
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert send.message.options.requested_address is None
+
+
+def test_option_108_wait_ends_early_when_the_link_comes_back() -> None:
+    # RFC 8925 §3.2: quiet for V6ONLY_WAIT "or until a network attachment event".
+    h = harness(config(ipv6_only_preferred=True))
+    h.start(0.0)
+    h.answer(MessageType.OFFER, 1.0, options=_v6only(1800))
+    h.machine.link_down(5.0)
+    assert h.machine.next_deadline() is None
+    h.machine.link_up(6.0)
+    (send,) = h.take()
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert h.state() is State.SELECTING
+
+
+def test_option_108_is_not_a_failure() -> None:
+    # After the wait, a NAK is the first failure again: the backoff is not stretched.
+    h = harness(config(ipv6_only_preferred=True, backoff_initial=1.0))
+    h.start(0.0)
+    h.answer(MessageType.OFFER, 1.0, options=_v6only(300))
+    h.fire()
+    h.answer(MessageType.OFFER, 302.0)
+    h.answer(MessageType.NAK, 303.0)
+    wait = h.machine.next_deadline()
+    assert wait is not None and 304.0 <= wait <= 304.25
