@@ -695,15 +695,27 @@ def check_retransmissions(
 def check_accepted(accepted: Sequence[tuple[float, Message]]) -> None:
     """At most one accepted reply per request: per xid one OFFER and one ACK or NAK.
 
+    The one exception is REBOOTING's held NAK (`reboot_nak_grace`): a NAK the machine took in
+    and held may be followed, once, by the ACK or NAK of another server that decides instead.
+
     Raises:
         InvariantViolation: for a second accepted reply.
     """
-    seen: set[tuple[int, bool]] = set()
+    seen: dict[tuple[int, bool], Message] = {}
+    superseded: set[tuple[int, bool]] = set()
     for time, message in accepted:
         key = (message.xid, message.message_type is MessageType.OFFER)
-        if key in seen:
-            raise InvariantViolation(f"a second {message.message_type!r} accepted at {time}")
-        seen.add(key)
+        first = seen.get(key)
+        if first is not None:
+            held = (
+                key not in superseded
+                and first.message_type is MessageType.NAK
+                and first.options.server_identifier != message.options.server_identifier
+            )
+            if not held:
+                raise InvariantViolation(f"a second {message.message_type!r} accepted at {time}")
+            superseded.add(key)
+        seen[key] = message
 
 
 def check_traffic(

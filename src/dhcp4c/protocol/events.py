@@ -71,6 +71,8 @@ class Drop(str, enum.Enum):
     UNEXPECTED_TYPE = "unexpected-type"
     NO_SERVER_ID = "no-server-id"
     FOREIGN_NAK = "foreign-nak"
+    #: REBOOTING: another server's NAK while one is already held back (`reboot_nak_grace`).
+    NAK_ALREADY_HELD = "nak-already-held"
     WRONG_SERVER = "wrong-server"
     BAD_LEASE_TIME = "bad-lease-time"
     UNUSABLE_YIADDR = "unusable-yiaddr"

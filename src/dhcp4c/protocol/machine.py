@@ -558,8 +558,9 @@ class Machine:
                 # Another server's NAK may only mean it has no record of us (an authoritative
                 # server that RFC 2131 §4.3.2 would keep silent): give the lease's own server
                 # the grace to ACK. Later NAKs from others do not extend it.
-                if self._nak_held_until is None:
-                    self._nak_held_until = now + grace
+                if self._nak_held_until is not None:
+                    raise _Dropped(Drop.NAK_ALREADY_HELD)
+                self._nak_held_until = now + grace
                 return
             self._on_nak(now)
             return
