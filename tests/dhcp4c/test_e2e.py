@@ -868,3 +868,33 @@ def test_missing_privileges(net: Net) -> None:
         "dhcp4c: error: missing privileges "
         "(CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW): run as root"
     ]
+
+
+def test_ipv6_only_preferred_takes_no_address(net: Net, needs_dnsmasq: None) -> None:
+    # RFC 8925: dnsmasq offers option 108 to a client that asks for it; the client requests
+    # nothing, configures nothing and tells its observers how long it stays quiet.
+    with (
+        dnsmasq(net, rapid_commit=False, extra_args=("--dhcp-option=108,1800",)) as server,
+        Command(net, "--ipv6-only-preferred") as command,
+    ):
+        event = command.wait_for("ipv6-only", 20)
+        assert event["interface"] == CLIENT_IF and event["wait"] == 1800
+        assert "address" not in event
+        assert command.kinds() == ["ipv6-only"]
+        assert net.addresses() == []
+        assert not [r for r in net.routes() if r["dst"] == "default"]
+        log = server.log_text()
+        assert "DHCPOFFER" in log and "DHCPREQUEST" not in log and "DHCPACK" not in log
+        assert server.leases() == []
+        assert command.signal(signal.SIGTERM) == 0
+    assert command.kinds() == ["ipv6-only"]
+
+
+def test_ipv6_only_preferred_is_ignored_unless_asked_for(net: Net, needs_dnsmasq: None) -> None:
+    with (
+        dnsmasq(net, rapid_commit=False, extra_args=("--dhcp-option=108,1800",)),
+        Command(net) as command,
+    ):
+        bound = command.wait_for("bound", 20)
+        assert_configured(net, bound["address"])
+        assert command.signal(signal.SIGTERM) == 0

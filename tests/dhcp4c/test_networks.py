@@ -530,11 +530,6 @@ def test_moved_network_init_reboot_nak_then_bound_on_the_new_one(
     assert "bound" in kinds and kinds[-1] == "bound"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a NAK to INIT-REBOOT counts as a failure: the client waits the first backoff "
-    "(backoff_initial 1 s, stretched up to 25 %) before its DISCOVER on the new network",
-)
 @pytest.mark.parametrize("kind", SERVERS)
 def test_moved_network_discovers_well_within_the_first_backoff(
     topo: Topology, tmp_path: Path, kind: str
@@ -657,10 +652,11 @@ def test_two_authoritative_dnsmasqs_a_restart_ends_with_one_lease(
 ) -> None:
     # Both authoritative (each claims to be the only server): the other one NAKs the INIT-REBOOT
     # of a client it does not know, the chosen one ACKs it, and which arrives first is a race
-    # (without netem here, nothing makes it deterministic). The client takes a NAK in
-    # INIT-REBOOT from anyone (RFC 2131 §3.2), so it keeps its lease or discovers again; either
-    # way it ends with one lease whose address alone is configured. The deterministic version,
-    # with the NAK first, is the in-process server's below.
+    # (without netem here, nothing makes it deterministic). The client holds another server's
+    # NAK in INIT-REBOOT for `reboot_nak_grace` and takes it only if no ACK came by then, so it
+    # keeps its lease or discovers again; either way it ends with one lease whose address alone
+    # is configured. The deterministic version, with the NAK first, is the in-process server's
+    # below.
     with two_servers(topo, tmp_path, "dnsmasq", authoritative=True) as (
         client,
         wire,
@@ -685,11 +681,6 @@ def test_two_authoritative_dnsmasqs_a_restart_ends_with_one_lease(
         assert addresses(client) == [again["address"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="in INIT-REBOOT the client takes the first NAK from any server, even when the lease's "
-    "own server ACKs a moment later: it rediscovers and binds to whichever server offers first",
-)
 def test_two_authoritative_servers_the_other_naks_first_and_the_lease_is_kept(
     topo: Topology, tmp_path: Path
 ) -> None:

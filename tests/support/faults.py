@@ -29,6 +29,7 @@ import trio
 
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import (
+    Ipv6OnlyPreferred,
     LeaseBound,
     LeaseChanged,
     LeaseDiscarded,
@@ -82,7 +83,9 @@ OFFER, ACK = MessageType.OFFER, MessageType.ACK
 _BROADCAST = IPv4Address("255.255.255.255")
 
 #: The machine's lease events (every `Action` but `Send`).
-LeaseAction = LeaseBound | LeaseRenewed | LeaseChanged | LeaseLost | LeaseDiscarded
+LeaseAction = (
+    LeaseBound | LeaseRenewed | LeaseChanged | LeaseLost | LeaseDiscarded | Ipv6OnlyPreferred
+)
 
 # -- broken servers ------------------------------------------------------------------------------
 
@@ -546,8 +549,8 @@ def check_events(
 
     Well-formed: `LeaseBound` only when no lease is held; `LeaseRenewed`/`LeaseChanged` only when
     one is (and `LeaseChanged.old` is it); `LeaseLost` (or `LeaseDiscarded`) only for the lease
-    held, so exactly once per lease; every lease handed out has ordered timers and is unexpired
-    when handed out.
+    held, so exactly once per lease; `Ipv6OnlyPreferred` only when none is held; every lease
+    handed out has ordered timers and is unexpired when handed out.
 
     Args:
         events: (time, event) in order.
@@ -569,6 +572,9 @@ def check_events(
             if held is None or event.old != held:
                 raise InvariantViolation(f"changed at {time} from a lease not held")
             held = event.new
+        elif isinstance(event, Ipv6OnlyPreferred):
+            if held is not None:
+                raise InvariantViolation(f"ipv6-only at {time} while holding {held.address}")
         else:
             if held is None or event.lease != held:
                 raise InvariantViolation(f"lost at {time} a lease not held (twice?)")
@@ -689,15 +695,27 @@ def check_retransmissions(
 def check_accepted(accepted: Sequence[tuple[float, Message]]) -> None:
     """At most one accepted reply per request: per xid one OFFER and one ACK or NAK.
 
+    The one exception is REBOOTING's held NAK (`reboot_nak_grace`): a NAK the machine took in
+    and held may be followed, once, by the ACK or NAK of another server that decides instead.
+
     Raises:
         InvariantViolation: for a second accepted reply.
     """
-    seen: set[tuple[int, bool]] = set()
+    seen: dict[tuple[int, bool], Message] = {}
+    superseded: set[tuple[int, bool]] = set()
     for time, message in accepted:
         key = (message.xid, message.message_type is MessageType.OFFER)
-        if key in seen:
-            raise InvariantViolation(f"a second {message.message_type!r} accepted at {time}")
-        seen.add(key)
+        first = seen.get(key)
+        if first is not None:
+            held = (
+                key not in superseded
+                and first.message_type is MessageType.NAK
+                and first.options.server_identifier != message.options.server_identifier
+            )
+            if not held:
+                raise InvariantViolation(f"a second {message.message_type!r} accepted at {time}")
+            superseded.add(key)
+        seen[key] = message
 
 
 def check_traffic(

@@ -237,6 +237,11 @@ def _parser() -> argparse.ArgumentParser:
         help="do not ask for a two-message exchange (RFC 4039)",
     )
     proto.add_argument(
+        "--ipv6-only-preferred",
+        action="store_true",
+        help="this host can do without IPv4: honour a network's option 108 (RFC 8925)",
+    )
+    proto.add_argument(
         "--broadcast-flag",
         action="store_true",
         help="ask servers to broadcast their replies (RFC 2131 §4.1)",
@@ -378,6 +383,7 @@ def _client_config(args: argparse.Namespace) -> ClientConfig:
             vendor_class=vendor_class,
             parameter_request_list=tuple(dict.fromkeys(requested)),
             rapid_commit=args.rapid_commit,
+            ipv6_only_preferred=args.ipv6_only_preferred,
             broadcast_flag=args.broadcast_flag,
             release_on_stop=args.release,
         )

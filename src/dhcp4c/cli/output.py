@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from dhcp4c.protocol.lease import Lease
     from dhcp4c.shell.observe import LeaseEvent
 
-__all__ = ["event_json", "print_event", "setup_logging"]
+__all__ = ["event_json", "print_event", "setup_logging", "v6only_json"]
 
 
 # What a hook reads on stdin has these and two more; the command's lines keep their shape.
@@ -64,6 +64,22 @@ def event_json(
     return json.dumps(document, sort_keys=False)
 
 
+def v6only_json(interface: str, wait: float, *, wall: float, missed: int = 0) -> str:
+    """An "ipv6-only" event as one line of JSON: `wait` is how long (seconds) DHCPv4 stays
+    quiet before starting over (RFC 8925)."""
+    import json
+
+    document: dict[str, Any] = {
+        "event": "ipv6-only",
+        "interface": interface,
+        "time": round(wall, 3),
+    }
+    document["wait"] = wait
+    if missed:
+        document["missed"] = missed
+    return json.dumps(document, sort_keys=False)
+
+
 def print_event(interface: str, event: LeaseEvent) -> None:
     """Print `event` as one line of JSON on stdout (nothing for an event without a lease)."""
     import time
@@ -71,6 +87,9 @@ def print_event(interface: str, event: LeaseEvent) -> None:
     import trio
 
     kind = event.kind.value
+    if event.wait is not None:
+        print(v6only_json(interface, event.wait, wall=time.time(), missed=event.missed), flush=True)
+        return
     lease = event.lease if event.lease is not None else event.old
     if lease is None:
         return

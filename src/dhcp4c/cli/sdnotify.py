@@ -146,6 +146,8 @@ def lease_status(interface: str, event: LeaseEvent, *, now: float) -> str:
         now: the clock the lease's times are on (Trio's), now.
     """
     kind = event.kind.value
+    if event.wait is not None:
+        return f"{interface}: IPv6-only preferred, DHCPv4 quiet for {event.wait:.0f} s"
     if event.lease is None:
         old = event.old
         address = "" if old is None else f" {old.address}"

@@ -30,8 +30,8 @@ __all__ = [
 #: Requested in DISCOVER and REQUEST alike (RFC 2131 §4.4.1 wants the same list in both): subnet
 #: mask (1), router (3), DNS (6), domain (15), interface MTU (26), broadcast address (28), NTP
 #: (42), lease/T1/T2 (51, 58, 59), domain search (119), classless routes (121). Option 108
-#: (IPv6-only preferred) is left out on purpose: RFC 8925 §3.2 allows requesting it only when the
-#: client implements the IPv6-only mode, which this one does not.
+#: (IPv6-only preferred) is not in it: RFC 8925 §3.2 has it requested only by a host that can do
+#: without IPv4, which is the user's choice (`ClientConfig.ipv6_only_preferred` adds it).
 DEFAULT_PARAMETER_REQUEST_LIST: tuple[int, ...] = (1, 3, 6, 15, 26, 28, 42, 51, 58, 59, 119, 121)
 
 #: Options the machine composes itself, which `extra_options` may not set: host name (12),
@@ -58,12 +58,18 @@ class ClientConfig:
         max_message_size: option 57, 576..65535; None: the interface MTU, clamped to that range.
         broadcast_flag: ask servers to broadcast replies (RFC 2131 §4.1) while ciaddr is 0.
         rapid_commit: send option 80 in DISCOVER and accept a rapid ACK (RFC 4039).
+        ipv6_only_preferred: the host can do without IPv4 (RFC 8925): request option 108, and
+            when an OFFER (or a rapid or INIT-REBOOT ACK) carries it, configure no address and
+            stay quiet for its V6ONLY_WAIT (at least `MIN_V6ONLY_WAIT`) before starting over.
         release_on_stop: send DHCPRELEASE when stopped while holding a lease.
         retransmit_initial, retransmit_cap, retransmit_jitter: the RFC 2131 §4.1 schedule
             (4 s doubling to 64 s, ±1 s); shrink them in tests.
         renew_retransmit_min: the RFC 2131 §4.4.5 floor (60 s) between REQUESTs in
             RENEWING/REBINDING.
         max_request_tries: REQUESTs sent in REQUESTING (and REBOOTING) before giving up.
+        reboot_nak_grace: in REBOOTING, how long (seconds) a NAK from a server other than the
+            lease's is held back, so that the lease's own server can still ACK (0: taken at
+            once); see docs/design.md.
         backoff_initial, backoff_cap: the backoff before rediscovering after a failure.
         decline_wait: the wait after a DECLINE before discovering; RFC 2131 §3.1 says at least
             10 s, and smaller values are refused.
@@ -89,12 +95,14 @@ class ClientConfig:
     max_message_size: int | None = None
     broadcast_flag: bool = False
     rapid_commit: bool = True
+    ipv6_only_preferred: bool = False
     release_on_stop: bool = False
     retransmit_initial: float = 4.0
     retransmit_cap: float = 64.0
     retransmit_jitter: float = 1.0
     renew_retransmit_min: float = 60.0
     max_request_tries: int = 4
+    reboot_nak_grace: float = 0.25
     backoff_initial: float = 1.0
     backoff_cap: float = 300.0
     decline_wait: float = 10.0
@@ -130,6 +138,8 @@ class ClientConfig:
             raise ValueError("need retransmit_jitter >= 0 and renew_retransmit_min > 0")
         if self.max_request_tries < 1:
             raise ValueError("max_request_tries must be at least 1")
+        if not self.reboot_nak_grace >= 0:
+            raise ValueError("reboot_nak_grace must be at least 0")
         if self.backoff_initial < 0 or self.backoff_cap < self.backoff_initial:
             raise ValueError("need 0 <= backoff_initial <= backoff_cap")
         if self.decline_wait < 10:

@@ -1,9 +1,10 @@
 """The machine's outputs: the `Send` command, the lease events, and the reasons behind them.
 
 This module owns the vocabulary the sans-IO core speaks to its shell (`dhcp4c.protocol.machine`):
-one command (`Send`) and one event per change of the held lease. Each lease event maps onto
-exactly one observer event of the shell (`dhcp4c.shell.observe.LeaseEventKind`), except
-`LeaseDiscarded`, which only undoes a lease no observer was told of.
+one command (`Send`), one event per change of the held lease, and `Ipv6OnlyPreferred` (the
+network asked the host to do without IPv4, RFC 8925). Each event maps onto exactly one observer
+event of the shell (`dhcp4c.shell.observe.LeaseEventKind`), except `LeaseDiscarded`, which only
+undoes a lease no observer was told of.
 
 Invariants: `LeaseBound` only when no lease is held, `LeaseRenewed`/`LeaseChanged` only when one
 is, `LeaseLost`/`LeaseDiscarded` only for the lease held; every reason is a `LossReason` or a
@@ -20,8 +21,10 @@ from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.message import Message
 
 __all__ = [
+    "MIN_V6ONLY_WAIT",
     "Action",
     "Drop",
+    "Ipv6OnlyPreferred",
     "LeaseBound",
     "LeaseChanged",
     "LeaseDiscarded",
@@ -49,6 +52,8 @@ class LossReason(str, enum.Enum):
     HWADDR_CHANGED = "hwaddr-changed"
     #: The interface disappeared (the link watch).
     INTERFACE_GONE = "interface-gone"
+    #: The INIT-REBOOT's ACK said the network prefers IPv6-only hosts (RFC 8925 §3.2).
+    IPV6_ONLY = "ipv6-only"
 
 
 class Drop(str, enum.Enum):
@@ -66,6 +71,8 @@ class Drop(str, enum.Enum):
     UNEXPECTED_TYPE = "unexpected-type"
     NO_SERVER_ID = "no-server-id"
     FOREIGN_NAK = "foreign-nak"
+    #: REBOOTING: another server's NAK while one is already held back (`reboot_nak_grace`).
+    NAK_ALREADY_HELD = "nak-already-held"
     WRONG_SERVER = "wrong-server"
     BAD_LEASE_TIME = "bad-lease-time"
     UNUSABLE_YIADDR = "unusable-yiaddr"
@@ -123,4 +130,18 @@ class LeaseDiscarded:
     reason: LossReason
 
 
-Action = Send | LeaseBound | LeaseRenewed | LeaseChanged | LeaseLost | LeaseDiscarded
+#: RFC 8925 §3.4: the least V6ONLY_WAIT a client honours (seconds), whatever the option says.
+MIN_V6ONLY_WAIT = 300
+
+
+@dataclass(frozen=True)
+class Ipv6OnlyPreferred:
+    """Event: the network prefers IPv6-only hosts (RFC 8925 option 108); no address is held,
+    and DHCPv4 stays quiet for `wait` seconds (or until the link comes back), then starts over."""
+
+    wait: float
+
+
+Action = (
+    Send | LeaseBound | LeaseRenewed | LeaseChanged | LeaseLost | LeaseDiscarded | Ipv6OnlyPreferred
+)

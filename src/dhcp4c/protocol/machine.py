@@ -40,8 +40,10 @@ from dhcp4c.protocol.config import (
     ClientConfig,
 )
 from dhcp4c.protocol.events import (
+    MIN_V6ONLY_WAIT,
     Action,
     Drop,
+    Ipv6OnlyPreferred,
     LeaseBound,
     LeaseChanged,
     LeaseDiscarded,
@@ -65,10 +67,12 @@ from dhcp4c.protocol.states import SPECS, Deadline, OnDeadline, State, StateSpec
 
 __all__ = [
     "DEFAULT_PARAMETER_REQUEST_LIST",
+    "MIN_V6ONLY_WAIT",
     "SPECS",
     "Action",
     "Drop",
     "InvalidTransition",
+    "Ipv6OnlyPreferred",
     "LeaseBound",
     "LeaseChanged",
     "LeaseDiscarded",
@@ -109,12 +113,15 @@ class MachineConfig:
         max_message_size: option 57, 576..65535; see `max_message_size_for_mtu`.
         broadcast_flag: ask servers to broadcast replies (RFC 2131 §4.1) while ciaddr is 0.
         rapid_commit: send option 80 in DISCOVER and accept a rapid ACK (RFC 4039).
+        ipv6_only_preferred: request option 108 and honour it (RFC 8925).
         release_on_stop: send DHCPRELEASE when stopped while holding a lease.
         retransmit_initial, retransmit_cap, retransmit_jitter: the RFC 2131 §4.1 schedule
             (4 s doubling to 64 s, ±1 s); shrink them in tests.
         renew_retransmit_min: the RFC 2131 §4.4.5 floor (60 s) between REQUESTs in
             RENEWING/REBINDING.
         max_request_tries: REQUESTs sent in REQUESTING (and REBOOTING) before giving up.
+        reboot_nak_grace: in REBOOTING, how long a NAK from a server other than the lease's is
+            held back for the lease's own server to ACK.
         backoff_initial, backoff_cap: the backoff before rediscovering after a failure.
         decline_wait: the wait after a DECLINE before discovering; RFC 2131 §3.1 says at least
             10 s, and smaller values are refused.
@@ -134,12 +141,14 @@ class MachineConfig:
     max_message_size: int = 1500
     broadcast_flag: bool = False
     rapid_commit: bool = True
+    ipv6_only_preferred: bool = False
     release_on_stop: bool = False
     retransmit_initial: float = 4.0
     retransmit_cap: float = 64.0
     retransmit_jitter: float = 1.0
     renew_retransmit_min: float = 60.0
     max_request_tries: int = 4
+    reboot_nak_grace: float = 0.25
     backoff_initial: float = 1.0
     backoff_cap: float = 300.0
     decline_wait: float = 10.0
@@ -220,6 +229,8 @@ class Machine:
         self._tries = 0  # transmissions in this exchange
         self._retransmit_at: float | None = None
         self._offer: Message | None = None  # REQUESTING: the OFFER we answer
+        # REBOOTING: the end of the grace of a held NAK from another server (`nak_grace`).
+        self._nak_held_until: float | None = None
         # INIT: when to discover (None while the link is down).
         self._wait_until: float | None = None
         self._failures = 0  # consecutive failures feeding the backoff
@@ -283,6 +294,8 @@ class Machine:
         if deadline is Deadline.EXPIRY:
             return lease.expiry
         assert deadline is Deadline.RETRANSMIT_OR_EXPIRY and self._retransmit_at is not None
+        if self._nak_held_until is not None:
+            return min(self._retransmit_at, lease.expiry, self._nak_held_until)
         return min(self._retransmit_at, lease.expiry)
 
     # -- inputs -------------------------------------------------------------------------------
@@ -410,6 +423,10 @@ class Machine:
             self._lose(LossReason.EXPIRED)
             self._enter_init(now, 0.0)
             return
+        if self._nak_held_until is not None and now >= self._nak_held_until:
+            # The lease's own server did not answer within the grace: the held NAK stands.
+            self._on_nak(now)
+            return
         _ON_DEADLINE[SPECS[self._state].on_deadline](self, now)
 
     def receive(self, message: Message, now: float) -> Drop | None:
@@ -479,6 +496,10 @@ class Machine:
         if self._tries < self._config.max_request_tries:
             self._send(now)
             return
+        if self._nak_held_until is not None:
+            # Out of tries inside a NAK's grace: a server did answer, and said no.
+            self._on_nak(now)
+            return
         self._end_exchange()
         if self._reboot_after_link:
             # After the link came back the client may sit on another network (RFC 2131 §3.2
@@ -532,8 +553,25 @@ class Machine:
             # the selected server keeps a rogue second server from resetting us at will.
             if not self._from_our_server(spec, server_id):
                 raise _Dropped(Drop.FOREIGN_NAK)
+            grace, lease = self._config.reboot_nak_grace, self._lease
+            if spec.nak_grace and grace > 0 and lease is not None and server_id != lease.server_id:
+                # Another server's NAK may only mean it has no record of us (an authoritative
+                # server that RFC 2131 §4.3.2 would keep silent): give the lease's own server
+                # the grace to ACK. Later NAKs from others do not extend it.
+                if self._nak_held_until is not None:
+                    raise _Dropped(Drop.NAK_ALREADY_HELD)
+                self._nak_held_until = now + grace
+                return
             self._on_nak(now)
             return
+        if spec.v6only and self._config.ipv6_only_preferred:
+            v6only_wait = options.ipv6_only_preferred
+            rapid = self._config.rapid_commit and options.rapid_commit
+            if v6only_wait is not None and (
+                not spec.rapid_ack_only or mtype is not MessageType.ACK or rapid
+            ):
+                self._on_v6only(v6only_wait, now)
+                return
         lease_time = options.lease_time
         if lease_time is None or lease_time < 1:
             # RFC 2131 table 3 and §1.1: a lease time MUST be sent, and 1 s is the least.
@@ -566,13 +604,28 @@ class Machine:
 
     def _on_nak(self, now: float) -> None:
         # RFC 2131 §4.4.1/§4.4.5: a NAK sends the client back to INIT; the backoff keeps a server
-        # that NAKs everything from turning us into a packet storm.
+        # that NAKs everything from turning us into a packet storm. The first NAK to an
+        # INIT-REBOOT is no failure to wait out but the answer to "am I still here?" (the host
+        # moved, §3.2 step 3: restart the configuration): it still counts, so a NAK storm that
+        # follows backs off from the second failure on.
+        first_reboot_nak = self._state is State.REBOOTING and self._failures == 0
         if self._lease is not None:
             self._lose(LossReason.NAK)
         self._offer = None
         self._hint = None
         self._failures += 1
-        self._enter_init(now, self._backoff())
+        self._enter_init(now, 0.0 if first_reboot_nak else self._backoff())
+
+    def _on_v6only(self, value: int, now: float) -> None:
+        # RFC 8925 §3.2: do not request (or keep) the address; stop DHCPv4 for V6ONLY_WAIT, at
+        # least MIN_V6ONLY_WAIT, or until the link comes back (`link_up`), then start over. Not
+        # a failure: the network answered, and its answer is "use IPv6".
+        if self._lease is not None:
+            self._lose(LossReason.IPV6_ONLY)
+        self._hint = None
+        wait = float(max(value, MIN_V6ONLY_WAIT))
+        self._actions.append(Ipv6OnlyPreferred(wait))
+        self._enter_init(now, wait)
 
     def _on_offer(self, offer: Message, now: float) -> None:
         assert self._state is State.SELECTING
@@ -610,6 +663,7 @@ class Machine:
         self._tries = 0
         self._retransmit_at = None
         self._offer = None
+        self._nak_held_until = None
 
     def _new_exchange(self, now: float) -> None:
         self._end_exchange()
@@ -776,8 +830,11 @@ class Machine:
         if server_id is not None:
             options[OptionCode.SERVER_IDENTIFIER] = server_id.packed
         options[OptionCode.MAXIMUM_DHCP_MESSAGE_SIZE] = struct.pack("!H", config.max_message_size)
-        if config.parameter_request_list:
-            options[OptionCode.PARAMETER_REQUEST_LIST] = bytes(config.parameter_request_list)
+        prl = config.parameter_request_list
+        if config.ipv6_only_preferred and OptionCode.IPV6_ONLY_PREFERRED not in prl:
+            prl = (*prl, OptionCode.IPV6_ONLY_PREFERRED)  # RFC 8925 §3.2
+        if prl:
+            options[OptionCode.PARAMETER_REQUEST_LIST] = bytes(prl)
         if config.hostname is not None:
             options[OptionCode.HOST_NAME] = config.hostname.encode("ascii")
         if config.vendor_class is not None:

@@ -75,7 +75,8 @@ class Deadline(enum.Enum):
     T1 = "t1"
     #: The held lease's expiry.
     EXPIRY = "expiry"
-    #: The next retransmission, or the lease's expiry when that comes first.
+    #: The next retransmission, or the lease's expiry when that comes first (or the end of
+    #: a held NAK's grace, `StateSpec.nak_grace`).
     RETRANSMIT_OR_EXPIRY = "retransmit-or-expiry"
 
 
@@ -114,6 +115,12 @@ class StateSpec:
         rapid_ack_only: an ACK counts only with option 80 (SELECTING, RFC 4039 §4).
         replies_from: whose ACK and NAK count: the OFFER's server, the lease's server, or any
             (None: the request went to all of them).
+        v6only: with `ipv6_only_preferred`, a reply carrying option 108 (an OFFER, a rapid ACK,
+            the INIT-REBOOT's ACK) stops DHCPv4 for its V6ONLY_WAIT (RFC 8925 §3.2).
+        nak_grace: a NAK from a server other than the held lease's is held back for
+            `reboot_nak_grace`, during which an ACK or the lease's own server's NAK still
+            decides; when the grace passes the held NAK is taken (REBOOTING, where any server
+            may answer and a second authoritative one NAKs what it has no record of).
         holds_lease: a lease is held, possibly not verified yet (INIT_REBOOT, REBOOTING).
         uses_address: the held lease is verified and its address in use; only then may the
             host decline it (RFC 2131 §3.1).
@@ -128,6 +135,8 @@ class StateSpec:
     accepts: frozenset[MessageType] = frozenset()
     rapid_ack_only: bool = False
     replies_from: Literal["offer", "lease"] | None = None
+    nak_grace: bool = False
+    v6only: bool = False
     holds_lease: bool = False
     uses_address: bool = False
     deadline: Deadline = Deadline.NONE
@@ -152,13 +161,15 @@ SPECS: dict[State, StateSpec] = {
     State.STOPPED: StateSpec(),
     # deadline (backoff, decline wait) or link_up -> SELECTING.
     State.INIT: StateSpec(deadline=Deadline.WAIT, on_deadline=OnDeadline.DISCOVER),
-    # OFFER -> REQUESTING (same xid); ACK with option 80 -> BOUND (RFC 4039); deadline ->
+    # OFFER -> REQUESTING (same xid); ACK with option 80 -> BOUND (RFC 4039); either with
+    # option 108 (`ipv6_only_preferred`) -> INIT for V6ONLY_WAIT (RFC 8925); deadline ->
     # DISCOVER again (RFC 2131 §4.1).
     State.SELECTING: StateSpec(
         transport="broadcast",
         sends=Outgoing(MessageType.DISCOVER, requested="hint", rapid_commit=True),
         accepts=frozenset({MessageType.OFFER, MessageType.ACK}),
         rapid_ack_only=True,
+        v6only=True,
         deadline=Deadline.RETRANSMIT,
         on_deadline=OnDeadline.RETRANSMIT,
         retransmit="exchange",
@@ -208,13 +219,20 @@ SPECS: dict[State, StateSpec] = {
     ),
     # link_up -> REBOOTING (or SELECTING, lost "expired"); expiry -> INIT (lost "expired").
     State.INIT_REBOOT: StateSpec(holds_lease=True, deadline=Deadline.EXPIRY),
-    # ACK (any server) -> BOUND; NAK -> INIT (lost "nak"); deadline -> REQUEST again, after
-    # `max_request_tries` SELECTING (lost "unconfirmed") after a link-up, the lease's own
-    # timers (BOUND / RENEWING / REBINDING, RFC 2131 §3.2) after a start; expiry -> SELECTING.
+    # ACK (any server) -> BOUND, with option 108 (`ipv6_only_preferred`) INIT for V6ONLY_WAIT
+    # (lost "ipv6-only"); NAK from the lease's server -> SELECTING (lost "nak"; the
+    # first NAK since start / link-up without a backoff, RFC 2131 §3.2 step 3, later ones via
+    # INIT with one); NAK from another server -> held for `reboot_nak_grace`, taken as the
+    # lease's server's when the grace passes; deadline -> REQUEST again, after
+    # `max_request_tries` the held NAK if any, else SELECTING (lost "unconfirmed") after a
+    # link-up, the lease's own timers (BOUND / RENEWING / REBINDING, RFC 2131 §3.2) after a
+    # start; expiry -> SELECTING.
     State.REBOOTING: StateSpec(
         transport="broadcast",
         sends=Outgoing(MessageType.REQUEST, requested="lease"),
         accepts=_ACK_NAK,
+        nak_grace=True,
+        v6only=True,
         holds_lease=True,
         deadline=Deadline.RETRANSMIT_OR_EXPIRY,
         on_deadline=OnDeadline.RETRANSMIT_OR_UNVERIFIED,

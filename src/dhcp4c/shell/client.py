@@ -77,6 +77,7 @@ from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import (
     Action,
     InvalidTransition,
+    Ipv6OnlyPreferred,
     LeaseChanged,
     LeaseDiscarded,
     LeaseLost,
@@ -567,6 +568,10 @@ class Client:
             await self._apply(None, None, action.reason)
         elif isinstance(action, LeaseLost):
             await self._apply(kind_of(action), None, action.reason)
+        elif isinstance(action, Ipv6OnlyPreferred):
+            # No lease to apply (any held one was lost just before): only observers are told.
+            self._observers.publish(kind_of(action), None, None, wait=action.wait)
+            self._log.info("%s: IPv6-only preferred, quiet for %.0f s", self.interface, action.wait)
         else:
             held = action.new if isinstance(action, LeaseChanged) else action.lease
             await self._apply(kind_of(action), held, None)

@@ -35,7 +35,13 @@ from dataclasses import dataclass, replace
 import trio
 from trio_util import AsyncValue
 
-from dhcp4c.protocol.events import LeaseBound, LeaseChanged, LeaseLost, LeaseRenewed
+from dhcp4c.protocol.events import (
+    Ipv6OnlyPreferred,
+    LeaseBound,
+    LeaseChanged,
+    LeaseLost,
+    LeaseRenewed,
+)
 from dhcp4c.protocol.lease import Lease
 
 __all__ = ["LeaseEvent", "LeaseEventKind", "LeaseObservers", "holds_lease", "kind_of"]
@@ -53,6 +59,9 @@ class LeaseEventKind(str, enum.Enum):
     #: The lease is no longer held; `reason` says why (a `dhcp4c.protocol.events.LossReason`
     #: value).
     LOST = "lost"
+    #: No lease is held and none is sought for `wait` seconds: the network prefers IPv6-only
+    #: hosts (RFC 8925, with `ipv6_only_preferred`).
+    IPV6_ONLY = "ipv6-only"
 
 
 _KINDS: dict[type, LeaseEventKind] = {
@@ -60,10 +69,13 @@ _KINDS: dict[type, LeaseEventKind] = {
     LeaseRenewed: LeaseEventKind.RENEWED,
     LeaseChanged: LeaseEventKind.CHANGED,
     LeaseLost: LeaseEventKind.LOST,
+    Ipv6OnlyPreferred: LeaseEventKind.IPV6_ONLY,
 }
 
 
-def kind_of(event: LeaseBound | LeaseRenewed | LeaseChanged | LeaseLost) -> LeaseEventKind:
+def kind_of(
+    event: LeaseBound | LeaseRenewed | LeaseChanged | LeaseLost | Ipv6OnlyPreferred,
+) -> LeaseEventKind:
     """The observer event a machine lease event is: one kind per event type, nothing inferred."""
     return _KINDS[type(event)]
 
@@ -74,12 +86,13 @@ class LeaseEvent:
 
     Attributes:
         kind: what happened.
-        lease: the lease held after the event; None for LOST.
+        lease: the lease held after the event; None for LOST and IPV6_ONLY.
         old: the lease held before the event; None for BOUND.
         reason: for LOST, why (a `LossReason` value: "expired", "nak", ...); else None.
         seq: the position of this event in the client's history, from 1.
         missed: how many events this subscriber did not receive just before this one, because
             it was slower than the client (they were replaced by this one).
+        wait: for IPV6_ONLY, how long (seconds) DHCPv4 stays quiet; else None.
     """
 
     kind: LeaseEventKind
@@ -88,6 +101,7 @@ class LeaseEvent:
     reason: str | None
     seq: int
     missed: int = 0
+    wait: float | None = None
 
 
 class _Subscription:
@@ -155,6 +169,8 @@ class LeaseObservers:
         lease: Lease | None,
         old: Lease | None,
         reason: str | None = None,
+        *,
+        wait: float | None = None,
     ) -> LeaseEvent:
         """Record an event and hand it to every subscriber without blocking.
 
@@ -167,7 +183,7 @@ class LeaseObservers:
         if self._closed:
             raise RuntimeError("lease observers are closed")
         self._seq += 1
-        event = LeaseEvent(kind, lease, old, reason, self._seq)
+        event = LeaseEvent(kind, lease, old, reason, self._seq, wait=wait)
         self._value.value = event  # wakes `wait_value` waiters (every event differs by `seq`)
         for subscription in tuple(self._subscriptions):
             self._offer(subscription, event)

@@ -540,3 +540,21 @@ async def test_readiness_follows_the_dynamic_set() -> None:
     kinds = [kind for kind, _ in notifier.sent]
     assert kinds.count("READY") == 1 and ("READY", "bound on dyn0") in notifier.sent
     assert ("STATUS", "dyn1: lost 192.0.2.10/24 (interface-gone)") in notifier.sent
+
+
+def test_ipv6_only_preferred_flag() -> None:
+    assert not parse("eth0").client.ipv6_only_preferred
+    assert parse("--ipv6-only-preferred", "eth0").client.ipv6_only_preferred
+
+
+def test_ipv6_only_event_json() -> None:
+    from dhcp4c.cli.output import v6only_json
+
+    document = json.loads(v6only_json("eth0", 300.0, wall=1700000000.0))
+    assert document == {
+        "event": "ipv6-only",
+        "interface": "eth0",
+        "time": 1700000000.0,
+        "wait": 300.0,
+    }
+    assert json.loads(v6only_json("eth0", 300.0, wall=0.0, missed=1))["missed"] == 1

@@ -181,3 +181,13 @@ async def test_report_ready_once_every_interface_is_bound(tmp_path: Path) -> Non
         assert third.startswith(b"STATUS=eth0: lost 192.0.2.") and b"(declined)" in third
     sock.close()
     notifier.close()
+
+
+def test_status_for_ipv6_only() -> None:
+    from dhcp4c.cli.sdnotify import lease_status
+    from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind
+
+    event = LeaseEvent(LeaseEventKind.IPV6_ONLY, None, None, None, 1, wait=300.0)
+    assert lease_status("eth0", event, now=0.0) == (
+        "eth0: IPv6-only preferred, DHCPv4 quiet for 300 s"
+    )

@@ -17,10 +17,12 @@ from dhcp4c.protocol.clientid import duid_ll, iaid_for_interface, rfc4361_client
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import (
     DEFAULT_PARAMETER_REQUEST_LIST,
+    MIN_V6ONLY_WAIT,
     SPECS,
     Action,
     Drop,
     InvalidTransition,
+    Ipv6OnlyPreferred,
     LeaseBound,
     LeaseChanged,
     LeaseDiscarded,
@@ -341,7 +343,9 @@ TABLE: dict[tuple[State, str], tuple[State, list[type], str | None] | None] = {
     (S.REBOOTING, "offer"): (S.REBOOTING, [], "unexpected-type"),
     (S.REBOOTING, "ack"): (S.BOUND, [LeaseRenewed], None),
     (S.REBOOTING, "rapid-ack"): (S.BOUND, [LeaseRenewed], None),
-    (S.REBOOTING, "nak"): (S.INIT, [LeaseLost], None),
+    # The lease's server NAKs the INIT-REBOOT: the host moved, and the first NAK since start is
+    # no failure to back off from (RFC 2131 §3.2 step 3): discover at once.
+    (S.REBOOTING, "nak"): (S.SELECTING, [LeaseLost, Send], None),
     (S.REBOOTING, "timer"): (S.REBOOTING, [Send], None),
     (S.REBOOTING, "link-down"): (S.INIT_REBOOT, [], None),
     (S.REBOOTING, "link-up"): (S.REBOOTING, [], None),
@@ -639,10 +643,115 @@ def test_reboot_nak_from_any_server_loses_the_lease() -> None:
     lease = known_lease()
     h = harness(lease=lease)
     h.start(100.0)
-    (event,) = h.answer(MessageType.NAK, server=OTHER_SERVER)
+    # Another server's NAK is held for the grace, then taken.
+    assert h.answer(MessageType.NAK, server=OTHER_SERVER) == []
+    assert h.machine.next_deadline() == 100.25
+    event, send = h.fire()
     assert event == LeaseLost(lease, "nak")
-    assert h.state() is State.INIT
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert h.state() is State.SELECTING
     assert h.machine.lease is None
+
+
+def test_reboot_nak_from_the_lease_server_discovers_at_once() -> None:
+    lease = known_lease()
+    h = harness(lease=lease)
+    h.start(100.0)
+    event, send = h.answer(MessageType.NAK, 100.1)
+    assert event == LeaseLost(lease, "nak")
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert send.destination is None and send.message.options.requested_address is None
+    assert h.state() is State.SELECTING and h.machine.lease is None
+
+
+def test_second_nak_after_a_reboot_nak_backs_off() -> None:
+    # The free NAK still counts: a NAK in the REQUESTING that follows is the second failure.
+    h = harness(config(backoff_initial=1.0), lease=known_lease())
+    h.start(100.0)
+    h.answer(MessageType.NAK, 100.1)
+    h.answer(MessageType.OFFER, 100.2)
+    assert h.state() is State.REQUESTING
+    assert h.answer(MessageType.NAK, 100.3) == []
+    assert h.state() is State.INIT
+    wait = h.machine.next_deadline()
+    assert wait is not None and 100.3 + 2.0 <= wait <= 100.3 + 2.5
+
+
+def test_reboot_foreign_nak_then_ack_within_the_grace_binds() -> None:
+    lease = known_lease()
+    h = harness(lease=lease)
+    h.start(100.0)
+    retransmit = h.machine.next_deadline()
+    assert h.answer(MessageType.NAK, 100.05, server=OTHER_SERVER) == []
+    assert h.state() is State.REBOOTING and h.machine.lease == lease
+    assert h.machine.next_deadline() == pytest.approx(100.3)
+    # Another foreign NAK does not extend the grace.
+    assert h.answer(MessageType.NAK, 100.1, server=OTHER_SERVER) == []
+    assert h.machine.next_deadline() == pytest.approx(100.3)
+    assert h.machine.drops == {"nak-already-held": 1}
+    h.machine.handle_timer(100.29)
+    assert h.take() == [] and h.state() is State.REBOOTING
+    (event,) = h.answer(MessageType.ACK, 100.2)
+    assert isinstance(event, LeaseRenewed)
+    assert h.state() is State.BOUND and h.machine.next_deadline() != retransmit
+    assert h.machine.drops == {"nak-already-held": 1}
+
+
+def test_reboot_own_server_nak_within_the_grace_is_taken_at_once() -> None:
+    lease = known_lease()
+    h = harness(lease=lease)
+    h.start(100.0)
+    assert h.answer(MessageType.NAK, 100.05, server=OTHER_SERVER) == []
+    event, send = h.answer(MessageType.NAK, 100.1)
+    assert event == LeaseLost(lease, "nak")
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert h.state() is State.SELECTING and h.now == 100.1
+
+
+def test_reboot_nak_grace_exact_times() -> None:
+    lease = known_lease()
+    h = harness(config(reboot_nak_grace=2.0), lease=lease)
+    h.start(100.0)
+    retransmit = h.machine.next_deadline()
+    assert retransmit is not None and retransmit > 102.5
+    h.answer(MessageType.NAK, 100.5, server=OTHER_SERVER)
+    assert h.machine.next_deadline() == 102.5
+    h.machine.handle_timer(102.499)
+    assert h.take() == []
+    h.machine.handle_timer(102.5)
+    event, send = h.take()
+    assert event == LeaseLost(lease, "nak")
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert h.state() is State.SELECTING
+
+
+def test_reboot_nak_grace_longer_than_the_retransmission() -> None:
+    # The retransmission inside a grace goes out; out of tries with a NAK held, the NAK stands.
+    lease = known_lease()
+    h = harness(config(reboot_nak_grace=100.0, max_request_tries=2), lease=lease)
+    h.start(100.0)
+    h.answer(MessageType.NAK, 100.5, server=OTHER_SERVER)
+    (send,) = h.fire()
+    assert send.message.message_type is MessageType.REQUEST  # type: ignore[union-attr]
+    assert h.state() is State.REBOOTING
+    event, discover = h.fire()
+    assert h.now < 200.5
+    assert event == LeaseLost(lease, "nak")
+    assert discover.message.message_type is MessageType.DISCOVER  # type: ignore[union-attr]
+
+
+def test_reboot_nak_grace_zero_takes_any_nak_at_once() -> None:
+    lease = known_lease()
+    h = harness(config(reboot_nak_grace=0.0), lease=lease)
+    h.start(100.0)
+    event, _ = h.answer(MessageType.NAK, 100.1, server=OTHER_SERVER)
+    assert event == LeaseLost(lease, "nak")
+    assert h.state() is State.SELECTING
+
+
+def test_reboot_nak_grace_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="reboot_nak_grace"):
+        config(reboot_nak_grace=-0.1)
 
 
 def test_start_with_expired_lease_discovers_with_hint() -> None:
@@ -697,9 +806,9 @@ def test_unannounced_lease_refused_is_discarded() -> None:
     lease = known_lease()
     h = harness(lease=lease, announced=False)
     h.start(100.0)
-    (event,) = h.answer(MessageType.NAK, server=OTHER_SERVER)
+    (event, _) = h.answer(MessageType.NAK)
     assert event == LeaseDiscarded(lease, LossReason.NAK)
-    assert h.state() is State.INIT and h.machine.lease is None
+    assert h.state() is State.SELECTING and h.machine.lease is None
 
 
 def test_unannounced_lease_expired_at_start_is_discarded() -> None:
@@ -1208,3 +1317,115 @@ def test_link_changes_while_stopped_are_remembered() -> None:
     h.machine.link_down(2.0)
     h.start(3.0)
     assert h.state() is State.INIT and h.machine.next_deadline() is None
+
+
+# -- IPv6-only preferred (RFC 8925) ------------------------------------------------------------
+
+
+def _v6only(seconds: int) -> dict[int, bytes]:
+    return {OptionCode.IPV6_ONLY_PREFERRED: _u32(seconds)}
+
+
+def test_ipv6_only_preferred_is_requested_only_when_enabled() -> None:
+    off = harness()
+    off.start()
+    assert off.sent is not None
+    assert OptionCode.IPV6_ONLY_PREFERRED not in off.sent.options.parameter_request_list  # type: ignore[operator]
+    on = harness(config(ipv6_only_preferred=True))
+    on.start()
+    assert on.sent is not None and on.sent.options.parameter_request_list == (
+        *DEFAULT_PARAMETER_REQUEST_LIST,
+        OptionCode.IPV6_ONLY_PREFERRED,
+    )
+    on.answer(MessageType.OFFER, 1.0)
+    assert on.sent.message_type is MessageType.REQUEST
+    assert OptionCode.IPV6_ONLY_PREFERRED in on.sent.options.parameter_request_list  # type: ignore[operator]
+
+
+def test_offer_with_option_108_is_not_requested_and_discovery_waits_it_out() -> None:
+    h = harness(config(ipv6_only_preferred=True))
+    h.start(0.0)
+    actions = h.answer(MessageType.OFFER, 1.0, options=_v6only(1800))
+    assert actions == [Ipv6OnlyPreferred(1800.0)]
+    assert h.state() is State.INIT and h.machine.lease is None
+    assert h.machine.next_deadline() == 1801.0
+    h.machine.handle_timer(1800.999)
+    assert h.take() == []
+    (send,) = h.fire()
+    assert h.now == 1801.0
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert send.message.options.requested_address is None
+    assert h.state() is State.SELECTING and h.machine.drops == {}
+
+
+def test_option_108_below_the_minimum_waits_min_v6only_wait() -> None:
+    assert MIN_V6ONLY_WAIT == 300
+    for value in (0, 1, 299):
+        h = harness(config(ipv6_only_preferred=True))
+        h.start(0.0)
+        assert h.answer(MessageType.OFFER, 2.0, options=_v6only(value)) == [
+            Ipv6OnlyPreferred(300.0)
+        ]
+        assert h.machine.next_deadline() == 302.0
+
+
+def test_option_108_is_ignored_unless_enabled() -> None:
+    h = harness()
+    h.start(0.0)
+    (send,) = h.answer(MessageType.OFFER, 1.0, options=_v6only(1800))
+    assert isinstance(send, Send) and send.message.message_type is MessageType.REQUEST
+    (event,) = h.answer(MessageType.ACK, options=_v6only(1800))
+    assert isinstance(event, LeaseBound)
+
+
+def test_rapid_ack_with_option_108_binds_nothing() -> None:
+    h = harness(config(ipv6_only_preferred=True))
+    h.start(0.0)
+    assert h.answer(MessageType.ACK, 0.5, rapid_commit=True, options=_v6only(600)) == [
+        Ipv6OnlyPreferred(600.0)
+    ]
+    assert h.state() is State.INIT and h.machine.next_deadline() == 600.5
+    # A plain ACK in SELECTING is still dropped, option 108 or not (RFC 4039 §4).
+    h2 = harness(config(ipv6_only_preferred=True))
+    h2.start(0.0)
+    assert h2.answer(MessageType.ACK, 0.5, options=_v6only(600)) == []
+    assert h2.machine.drops == {"ack-without-rapid-commit": 1}
+
+
+def test_reboot_ack_with_option_108_drops_the_lease() -> None:
+    lease = known_lease()
+    h = harness(config(ipv6_only_preferred=True), lease=lease)
+    h.start(100.0)
+    lost, v6only = h.answer(MessageType.ACK, 100.1, options=_v6only(900))
+    assert lost == LeaseLost(lease, LossReason.IPV6_ONLY)
+    assert v6only == Ipv6OnlyPreferred(900.0)
+    assert h.state() is State.INIT and h.machine.lease is None
+    (send,) = h.fire()
+    assert h.now == pytest.approx(1000.1)
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert send.message.options.requested_address is None
+
+
+def test_option_108_wait_ends_early_when_the_link_comes_back() -> None:
+    # RFC 8925 §3.2: quiet for V6ONLY_WAIT "or until a network attachment event".
+    h = harness(config(ipv6_only_preferred=True))
+    h.start(0.0)
+    h.answer(MessageType.OFFER, 1.0, options=_v6only(1800))
+    h.machine.link_down(5.0)
+    assert h.machine.next_deadline() is None
+    h.machine.link_up(6.0)
+    (send,) = h.take()
+    assert isinstance(send, Send) and send.message.message_type is MessageType.DISCOVER
+    assert h.state() is State.SELECTING
+
+
+def test_option_108_is_not_a_failure() -> None:
+    # After the wait, a NAK is the first failure again: the backoff is not stretched.
+    h = harness(config(ipv6_only_preferred=True, backoff_initial=1.0))
+    h.start(0.0)
+    h.answer(MessageType.OFFER, 1.0, options=_v6only(300))
+    h.fire()
+    h.answer(MessageType.OFFER, 302.0)
+    h.answer(MessageType.NAK, 303.0)
+    wait = h.machine.next_deadline()
+    assert wait is not None and 304.0 <= wait <= 304.25

@@ -543,3 +543,35 @@ async def test_signals_healthy_under_the_supervisor(
             await client.wait_bound()  # bound again in the same incarnation: no second signal
             await handle.wait_settled()
             assert handle.states() == {"root": NodeState.HEALTHY}
+
+
+# -- IPv6-only preferred (RFC 8925) ---------------------------------------------------------------
+
+
+async def test_ipv6_only_preferred_offer_configures_nothing_and_waits(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    v6only = ServerConfig(
+        lease_time=1000, t1=500, t2=875, extra_options={108: (120).to_bytes(4, "big")}
+    )
+    async with network(v6only) as n:
+        client = n.client(ipv6_only_preferred=True, rapid_commit=False)
+        with client.subscribe() as events:
+            scope = await start(n, client)
+            event = await events.receive()
+            assert event.kind is LeaseEventKind.IPV6_ONLY and event.kind.value == "ipv6-only"
+            assert event.wait == 300.0  # 120 s is below MIN_V6ONLY_WAIT
+            assert event.lease is None and event.old is None and event.reason is None
+            assert client.lease is None and client.state is State.INIT
+            assert trio.current_time() < 1
+            # Quiet for exactly the wait, then a DISCOVER: never a REQUEST, never a callback.
+            await trio.sleep(301)
+            times = [(t, m.message_type) for t, _, m in n.requests()]
+            assert times == [(0.0, MessageType.DISCOVER), (300.0, MessageType.DISCOVER)]
+            prl = n.requests()[0][2].options.parameter_request_list
+            assert prl is not None and 108 in prl
+            again = await events.receive()
+            assert again.kind is LeaseEventKind.IPV6_ONLY and again.wait == 300.0
+            assert n.calls == []
+            assert n.core.stats.sent.get(MessageType.ACK, 0) == 0
+            scope.cancel()
