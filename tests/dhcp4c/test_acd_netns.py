@@ -55,7 +55,9 @@ def net(tmp_path: Path) -> Iterator[Net]:
     with Topology("dhcp4cacd") as topo:
         client, server, host = (topo.namespace(x) for x in ("client", "server", "host"))
         topo.veth(client, server, name_a=CLIENT_IF, name_b="acdc", hwaddr_a=CLIENT_MAC)
-        topo.veth(host, server, name_a="acdh0", name_b="acdh", address_a=IPv4Interface(f"{TAKEN}/24"))
+        topo.veth(
+            host, server, name_a="acdh0", name_b="acdh", address_a=IPv4Interface(f"{TAKEN}/24")
+        )
         server.ip("link", "add", "br0", "type", "bridge")
         for port in ("acdc", "acdh"):
             server.ip("link", "set", port, "master", "br0")
@@ -117,7 +119,9 @@ def test_the_command_declines_a_taken_address(net: Net) -> None:
     assert any(str(address) in line for line in lines), lines
     # RFC 2131 §4.4.1: the DECLINE names the taken address, from 0.0.0.0.
     assert [
-        (p.message.options.requested_address, str(p.source)) for p in declines if p.outgoing is False
+        (p.message.options.requested_address, str(p.source))
+        for p in declines
+        if p.outgoing is False
     ] == [(TAKEN, "0.0.0.0")]
     shown = net.client.ip("-j", "addr", "show", "dev", CLIENT_IF)
     assert str(TAKEN) not in shown and str(address) in shown

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-
 from ipaddress import IPv4Address
 
 from dhcp4c.linux.frames import CLIENT_PORT, IPPROTO_UDP

@@ -7,6 +7,7 @@ the link. The ACD decisions themselves are tested in tests/dhcp4c/protocol/test_
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -131,7 +132,8 @@ class Net:
         return [
             c.time
             for c in self.net.capture
-            if c.direction == "to_client" and Message.parse(c.payload).message_type is MessageType.ACK
+            if c.direction == "to_client"
+            and Message.parse(c.payload).message_type is MessageType.ACK
         ]
 
 
@@ -173,7 +175,7 @@ async def test_free_address_is_bound_after_the_probes(
         probes = n.arp.probes(address)
         assert len(probes) == PROBE_NUM
         assert ack <= probes[0] <= ack + timing.probe_wait
-        for before, after in zip(probes, probes[1:]):
+        for before, after in itertools.pairwise(probes):
             assert timing.probe_min <= after - before <= timing.probe_max
         # RFC 5227 §2.1.1: available ANNOUNCE_WAIT after the last probe, not a moment sooner;
         # the callback ran then, and the first announcement (§2.3) follows it.
