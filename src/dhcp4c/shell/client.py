@@ -657,6 +657,12 @@ class Client:
             if acd is None:
                 break
             self._reconcile_acd(machine, nursery)
+            if self._acd is None:
+                # The ARP socket could not be opened: the held-back lease is used unprobed.
+                pending, self._pending = self._pending, None
+                if pending is not None:
+                    await self._apply(pending[0], pending[1], None)
+                break
             acd_actions = acd.pop_actions()
             if not acd_actions:
                 break

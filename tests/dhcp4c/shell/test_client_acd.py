@@ -293,6 +293,24 @@ async def test_custom_transport_without_arp_factory_has_no_acd(
         scope.cancel()
 
 
+async def test_no_arp_socket_uses_the_lease_unprobed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with network() as n:
+
+        def refuse(interface: str, hwaddr: bytes, address: IPv4Address) -> FakeArpLink:
+            raise PermissionError("no CAP_NET_RAW")
+
+        n.arp.factory = refuse  # type: ignore[method-assign]
+        client = n.client()
+        scope = await start(n, client)
+        lease = await client.wait_bound()
+        assert trio.current_time() == n.acks()[0]
+        assert n.calls == [(n.acks()[0], None, lease)]
+        assert client.stats.errors["arp-open"] == 1
+        scope.cancel()
+
+
 async def test_zero_timeout_announces_at_once(autojump_clock: trio.testing.MockClock) -> None:
     async with network() as n:
         client = n.client(acd_timeout=0)
