@@ -350,3 +350,41 @@ async def test_conflict_count_survives_restarts(autojump_clock: trio.testing.Moc
         await client.wait_bound()
         assert client._acd is acd
         scope.cancel()
+
+
+async def test_a_known_lease_is_probed_before_it_is_relied_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with network() as n:
+        first = n.client()
+        scope = await start(n, first)
+        lease = await first.wait_bound()
+        scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        address = lease.address.ip
+        # The next process starts from the lease file; meanwhile another host took the address.
+        n.arp.taken[address] = OTHER
+        n.calls.clear()
+        client = Client(
+            "eth0",
+            ClientConfig(),
+            callback=n.record,
+            lease=lease,
+            transport_factory=lambda interface, address: n.link.open(),
+            arp_factory=n.arp.factory,
+            rng=random.Random(1),
+            hwaddr=HW,
+        )
+        events = client.subscribe()
+        scope = await start(n, client)
+        again = await client.wait_bound()
+        assert again.address.ip != address
+        # The INIT-REBOOT was confirmed, the probe found the address taken: the address the
+        # previous process configured is removed, and nobody was ever told of it.
+        [(_, decline)] = n.messages(MessageType.DECLINE)
+        assert decline.options.requested_address == address
+        assert [(old, new) for _, old, new in n.calls] == [(lease, None), (None, again)]
+        bound = events.receive_nowait()
+        assert (bound.kind, bound.lease) == (LeaseEventKind.BOUND, again)
+        assert client.stats.acd["conflict-probe"] == 1
+        scope.cancel()
