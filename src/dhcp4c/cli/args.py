@@ -246,7 +246,36 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask servers to broadcast their replies (RFC 2131 §4.1)",
     )
+    acd = proto.add_mutually_exclusive_group()
+    acd.add_argument(
+        "--acd-timeout",
+        type=_acd_timeout,
+        default=ClientConfig().acd_timeout,
+        metavar="SECONDS",
+        help="probe an offered address with ARP for up to SECONDS before using it "
+        "(RFC 5227; default %(default)s, 7 for the RFC's timing, 0 to only announce and defend)",
+    )
+    acd.add_argument(
+        "--no-acd",
+        dest="acd_timeout",
+        action="store_const",
+        const=None,
+        help="no address conflict detection (no ARP socket)",
+    )
     return parser
+
+
+def _acd_timeout(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= 60):
+        raise argparse.ArgumentTypeError(f"must be 0 to 60 seconds: {text!r}")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -386,6 +415,7 @@ def _client_config(args: argparse.Namespace) -> ClientConfig:
             ipv6_only_preferred=args.ipv6_only_preferred,
             broadcast_flag=args.broadcast_flag,
             release_on_stop=args.release,
+            acd_timeout=args.acd_timeout,
         )
     except ValueError as error:
         raise CommandError(str(error), EXIT_USAGE) from None

@@ -9,7 +9,7 @@ Invariant: the standard library only at load time (trio only to read the clock w
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dhcp4c.protocol.lease import Lease

@@ -273,6 +273,11 @@ class Acd:
     # -- observers ----------------------------------------------------------------------------
 
     @property
+    def config(self) -> AcdConfig:
+        """The interface's hardware address and the probe timing."""
+        return self._config
+
+    @property
     def state(self) -> AcdState:
         """The current state."""
         return self._state

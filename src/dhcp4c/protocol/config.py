@@ -75,6 +75,10 @@ class ClientConfig:
             10 s, and smaller values are refused.
         suspend_check: while a lease is held, the shell compares its clocks at least this often
             (seconds) to notice a host suspend (see `dhcp4c.shell.client`).
+        acd_timeout: RFC 5227 address conflict detection: the longest probe of an offered
+            address before it is used, in seconds (`dhcp4c.protocol.acd.AcdConfig`); 0.2 by
+            default, 7 for the RFC's timing, 0 to announce and defend without probing, None to
+            turn conflict detection off (no ARP socket is opened).
 
     Raises:
         ValueError: a value the client cannot use (`MessageError`, a `ValueError`, for a
@@ -107,6 +111,7 @@ class ClientConfig:
     backoff_cap: float = 300.0
     decline_wait: float = 10.0
     suspend_check: float = 60.0
+    acd_timeout: float | None = 0.2
 
     def __post_init__(self) -> None:
         size = self.max_message_size
@@ -146,6 +151,8 @@ class ClientConfig:
             raise ValueError("decline_wait must be at least 10 s (RFC 2131 §3.1)")
         if self.suspend_check <= 0:
             raise ValueError("suspend_check must be positive")
+        if self.acd_timeout is not None and not 0 <= self.acd_timeout <= 60:
+            raise ValueError(f"acd_timeout must be 0..60 s or None: {self.acd_timeout!r}")
 
     def for_interface(self, interface: str, hwaddr: bytes, mtu: int = 1500) -> MachineConfig:
         """The machine's configuration for this client on `interface` (the only conversion).
@@ -168,6 +175,7 @@ class ClientConfig:
 
 #: The fields of `ClientConfig` that configure the machine (`MachineConfig` has them too); the
 #: others configure the shell.
+_SHELL_CHOICES = frozenset({"suspend_check", "acd_timeout"})
 MACHINE_CHOICES: tuple[str, ...] = tuple(
-    f.name for f in fields(ClientConfig) if f.name != "suspend_check"
+    f.name for f in fields(ClientConfig) if f.name not in _SHELL_CHOICES
 )

@@ -44,6 +44,9 @@ class LossReason(str, enum.Enum):
     NAK = "nak"
     #: The host found its address in use and sent DHCPDECLINE (RFC 2131 §3.1).
     DECLINED = "declined"
+    #: Address conflict detection saw another host defend the bound address (RFC 5227 §2.4):
+    #: the address was removed and DHCPDECLINE sent.
+    CONFLICT = "conflict"
     #: The client released it on stop (DHCPRELEASE).
     RELEASED = "released"
     #: No server answered the INIT-REBOOT after the link came back (RFC 2131 §3.2).

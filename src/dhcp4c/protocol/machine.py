@@ -341,10 +341,12 @@ class Machine:
         self._wait_until = None
         self._state = State.STOPPED
 
-    def decline(self, now: float) -> None:
+    def decline(self, now: float, *, reason: LossReason = LossReason.DECLINED) -> None:
         """Report that the bound address is in use by another host (RFC 2131 §3.1 step 5).
 
-        Sends DHCPDECLINE, loses the lease and waits at least `decline_wait` before discovering.
+        Sends DHCPDECLINE, loses the lease (`LeaseLost` with `reason`: DECLINED, or CONFLICT
+        when conflict detection took a used address back) and waits at least `decline_wait`
+        before discovering.
 
         Raises:
             InvalidTransition: unless the state `may_decline` (BOUND, RENEWING, REBINDING).
@@ -354,7 +356,7 @@ class Machine:
         lease = self._lease
         assert lease is not None
         self._send_decline(lease)
-        self._lose(LossReason.DECLINED)
+        self._lose(reason)
         self._hint = None
         self._failures += 1
         self._declines += 1

@@ -43,6 +43,15 @@ Invariants:
   Leases leave the shell on the Trio clock (`Lease` times are Trio times): a lease is past its
   expiry when it is past it on either clock.
 
+- Address conflict detection (RFC 5227, `dhcp4c.protocol.acd`, on unless `acd_timeout` is None):
+  a lease the machine binds (`LeaseBound`, or `LeaseChanged` to another address) stays pending,
+  not applied nor published nor HEALTHY, while its address is probed over an ARP socket opened
+  for it. Free: the callback applies it, it is announced, observers hear of it. Taken: the
+  machine declines it (DHCPDECLINE, the decline backoff) and nothing ever applied it. Once
+  announced a second conflict within DEFEND_INTERVAL declines it with reason "conflict" (the
+  callback removes it). One `Acd` per `Client`, so its conflict count survives restarts; the
+  ARP socket is open exactly while conflict detection runs, and ARP drops count as `arp-<reason>`.
+
 Trade-offs: the loop awaits the callback and sends inline, so a slow callback delays the
 machine's timers (a lease is never relied on before the callback returns). The UDP socket listens
 on the wildcard address of the interface rather than on the leased address (see
@@ -72,28 +81,43 @@ from trio_util import AsyncBool, AsyncValue
 
 from dhcp4c._exceptions import unwrap_group
 from dhcp4c.linux.interface import read_ethernet
+from dhcp4c.protocol.acd import (
+    Acd,
+    AcdAction,
+    AcdConfig,
+    AcdState,
+    Available,
+    Conflict,
+    Defended,
+    Phase,
+    SendArp,
+)
 from dhcp4c.protocol.config import ClientConfig
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import (
     Action,
     InvalidTransition,
     Ipv6OnlyPreferred,
+    LeaseBound,
     LeaseChanged,
     LeaseDiscarded,
     LeaseLost,
+    LeaseRenewed,
     LossReason,
     Machine,
     Send,
     State,
 )
 from dhcp4c.shell.observe import LeaseEvent, LeaseEventKind, LeaseObservers, kind_of
-from dhcp4c.shell.transport import BroadcastTransport, Transport, UnicastTransport
+from dhcp4c.shell.transport import ArpLink, BroadcastTransport, Transport, UnicastTransport
 
 __all__ = [
+    "ArpFactory",
     "Client",
     "ClientStats",
     "LeaseCallback",
     "TransportFactory",
+    "default_arp_transport",
     "default_transport",
 ]
 
@@ -104,6 +128,9 @@ LeaseCallback = Callable[[Lease | None, Lease | None], Awaitable[None]]
 #: `factory(interface, address)`: a broadcast transport when `address` is None, else a unicast
 #: one bound to `address`. Raises OSError when it cannot open it.
 TransportFactory = Callable[[str, IPv4Address | None], Transport]
+#: `factory(interface, hwaddr, address)`: the ARP link of conflict detection, watching `address`.
+#: Raises OSError when it cannot open it.
+ArpFactory = Callable[[str, bytes, IPv4Address], ArpLink]
 
 _UNSPECIFIED = IPv4Address(0)
 # Datagrams waiting for the loop; receivers wait (the socket buffer holds the rest) when full.
@@ -137,6 +164,26 @@ def default_transport(interface: str, address: IPv4Address | None) -> Transport:
     return UnicastTransport(interface, _UNSPECIFIED)
 
 
+def default_arp_transport(interface: str, hwaddr: bytes, address: IPv4Address) -> ArpLink:
+    """The real ARP link: `dhcp4c.linux.arp.ArpTransport` (AF_PACKET on ETH_P_ARP, filtered).
+
+    Raises:
+        OSError: cannot open the socket.
+    """
+    from dhcp4c.linux.arp import ArpTransport
+
+    return ArpTransport(interface, hwaddr, address)
+
+
+class _ArpData:
+    """An ARP packet in the loop's channel, told apart from DHCP datagrams."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 def _shift(lease: Lease | None, offset: float) -> Lease | None:
     if lease is None or offset == 0:
         return lease
@@ -160,8 +207,13 @@ class ClientStats:
         drops: datagrams dropped, by reason: the machine's `Drop` reasons ("malformed-message"
             when the codec refused it, "wrong-xid", ...), "frame-<reason>" (the packet socket
             refused the frame).
-        errors: I/O errors survived, by kind ("send", "receive", "unicast-open").
+        errors: I/O errors survived, by kind ("send", "receive", "unicast-open", "arp-open",
+            "arp-send", "arp-receive").
         suspended: seconds of host suspend detected through CLOCK_BOOTTIME.
+        acd: conflict detection outcomes: "conflict-probe" (an offered address was in use and
+            declined), "conflict-bound" (a bound address given up), "defended"; ARP packets
+            sent are counted in `sent` as "ARP-PROBE" and "ARP-ANNOUNCE", dropped ones in
+            `drops` as "arp-<reason>" (`dhcp4c.protocol.acd.AcdDrop`).
     """
 
     runs: int = 0
@@ -170,6 +222,7 @@ class ClientStats:
     drops: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     suspended: float = 0.0
+    acd: Counter[str] = field(default_factory=Counter)
 
 
 class _Open:
@@ -194,6 +247,9 @@ class Client:
         lease: a lease known from before (a lease file); the first run verifies it by
             INIT-REBOOT. Its times are on the Trio clock.
         transport_factory: opens transports (default: the real sockets, `default_transport`).
+        arp_factory: opens the ARP link of conflict detection (`default_arp_transport` when
+            `transport_factory` is not given). With a `transport_factory` and no `arp_factory`
+            conflict detection is off: the probes must go over the link the DHCP traffic takes.
         rng: randomness for xids, jitter and backoff (default: a fresh `random.Random()`).
         boottime: a clock that keeps counting while the host is suspended; default
             CLOCK_BOOTTIME, or the Trio clock when that is a `MockClock` (tests).
@@ -219,6 +275,7 @@ class Client:
         boottime: Callable[[], float] | None = None,
         hwaddr: bytes | None = None,
         mtu: int | None = None,
+        arp_factory: ArpFactory | None = None,
     ) -> None:
         if hwaddr is not None:
             # Validate now, so that an unusable address is a clear error at start-up.
@@ -241,7 +298,7 @@ class Client:
         self._applied: Lease | None = lease
         self._last_hwaddr: bytes | None = None
         self._machine: Machine | None = None
-        self._wake: trio.MemorySendChannel[bytes | None] | None = None
+        self._wake: trio.MemorySendChannel[bytes | _ArpData | None] | None = None
         self._commands: list[Callable[[float], None]] = []
         self._logged: set[str] = set()
         self._log = _log
@@ -254,6 +311,16 @@ class Client:
         self._transports: dict[IPv4Address | None, _Open] = {}
         # The carrier as last reported by `set_carrier` (linkwatch); a run starts with it.
         self._carrier = AsyncBool(True)
+        # Conflict detection: the ARP link factory (None: off), the machine (made at the first
+        # run, again when the hardware address changes), its open ARP link, and the lease held
+        # back while its address is probed (the event kind it will be published as).
+        if arp_factory is None and transport_factory is None:
+            arp_factory = default_arp_transport
+        self._arp_factory = arp_factory if config.acd_timeout is not None else None
+        self._acd: Acd | None = None
+        self._arp: _Open | None = None
+        self._arp_link: ArpLink | None = None
+        self._pending: tuple[LeaseEventKind, Lease] | None = None
 
     # -- observers ----------------------------------------------------------------------------
 
@@ -410,7 +477,7 @@ class Client:
         machine = self._new_machine()
         self.stats.runs += 1
         self._signalled = False
-        wake_send, wake_receive = trio.open_memory_channel[bytes | None](_QUEUE)
+        wake_send, wake_receive = trio.open_memory_channel[bytes | _ArpData | None](_QUEUE)
         self._wake = wake_send
         try:
             # The loop runs in the nursery's body, so Trio wraps its exception in a group:
@@ -429,6 +496,8 @@ class Client:
                         nursery.cancel_scope.cancel()
         finally:
             self._close_all(None, wait=True)
+            self._stop_acd(None)
+            self._pending = None
             self._held = machine.lease
             self._machine = None
             self._wake = None
@@ -448,6 +517,7 @@ class Client:
             self._held = None
         self._last_hwaddr = hwaddr
         machine_config = self._config.for_interface(self.interface, hwaddr, mtu)
+        self._new_acd(hwaddr)
         self._setup_clocks()
         machine = Machine(
             machine_config,
@@ -459,6 +529,21 @@ class Client:
         )
         self._machine = machine
         return machine
+
+    def _new_acd(self, hwaddr: bytes) -> None:
+        timeout = self._config.acd_timeout
+        if self._arp_factory is None or timeout is None:
+            return
+        acd = self._acd
+        if acd is not None and acd.config.hwaddr == hwaddr:
+            return  # the same interface: keep the conflict count (RFC 5227 §2.1.1 rate limit)
+        try:
+            config = AcdConfig(hwaddr=hwaddr, probe_timeout=timeout)
+        except ValueError as error:
+            self._log.warning("%s: no conflict detection: %s", self.interface, error)
+            self._acd = None
+            return
+        self._acd = Acd(config, rng=self._rng)
 
     def _setup_clocks(self) -> None:
         boottime = self._boottime
@@ -511,7 +596,7 @@ class Client:
         self,
         machine: Machine,
         nursery: trio.Nursery,
-        datagrams: trio.MemoryReceiveChannel[bytes | None],
+        datagrams: trio.MemoryReceiveChannel[bytes | _ArpData | None],
         task_status: trio.TaskStatus[None],
     ) -> None:
         machine.start(self._now())
@@ -521,9 +606,15 @@ class Client:
             while self._commands:
                 self._commands.pop(0)(self._now())
                 await self._carry_out(machine, nursery)
-            machine.handle_timer(self._now())
+            now = self._now()
+            machine.handle_timer(now)
+            if self._acd is not None:
+                self._acd.handle_timer(now)
             await self._carry_out(machine, nursery)
             deadline = machine.next_deadline()
+            acd_deadline = None if self._acd is None else self._acd.next_deadline()
+            if acd_deadline is not None:
+                deadline = acd_deadline if deadline is None else min(deadline, acd_deadline)
             wake = math.inf if deadline is None else self._trio_time_for(deadline)
             if machine.lease is not None:
                 wake = min(wake, trio.current_time() + self._suspend_check)
@@ -533,7 +624,14 @@ class Client:
                     self._receive(machine, data)
                     await self._carry_out(machine, nursery)
 
-    def _receive(self, machine: Machine, data: bytes) -> None:
+    def _receive(self, machine: Machine, data: bytes | _ArpData) -> None:
+        if isinstance(data, _ArpData):
+            acd = self._acd
+            if acd is not None:
+                arp_drop = acd.receive_bytes(data.data, self._now())
+                if arp_drop is not None:
+                    self._dropped(f"arp-{arp_drop.value}", f"{len(data.data)} bytes")
+            return
         self.stats.received += 1
         drop = machine.receive_datagram(data, self._now())
         if drop is not None:
@@ -553,9 +651,25 @@ class Client:
     # -- carrying actions out -----------------------------------------------------------------
 
     async def _carry_out(self, machine: Machine, nursery: trio.Nursery) -> None:
-        for action in machine.pop_actions():
-            await self._act(action, nursery)
-        if machine.spec.uses_address and not self._signalled:
+        while True:
+            for action in machine.pop_actions():
+                await self._act(action, nursery)
+            acd = self._acd
+            if acd is None:
+                break
+            self._reconcile_acd(machine, nursery)
+            if self._acd is None:
+                # The ARP socket could not be opened: the held-back lease is used unprobed.
+                pending, self._pending = self._pending, None
+                if pending is not None:
+                    await self._apply(pending[0], pending[1], None)
+                break
+            acd_actions = acd.pop_actions()
+            if not acd_actions:
+                break
+            for acd_action in acd_actions:
+                await self._act_acd(machine, acd_action)
+        if machine.spec.uses_address and not self._signalled and self._pending is None:
             self._signalled = True
             _signal_healthy(self._log)
         self._reconcile(machine, nursery)
@@ -563,7 +677,10 @@ class Client:
     async def _act(self, action: Action, nursery: trio.Nursery) -> None:
         if isinstance(action, Send):
             await self._send(action, nursery)
-        elif isinstance(action, LeaseDiscarded):
+            return
+        if self._acd is not None and self._hold(action):
+            return
+        if isinstance(action, LeaseDiscarded):
             # A lease file's lease, refused or expired: undo it, nobody was told of it.
             await self._apply(None, None, action.reason)
         elif isinstance(action, LeaseLost):
@@ -575,6 +692,156 @@ class Client:
         else:
             held = action.new if isinstance(action, LeaseChanged) else action.lease
             await self._apply(kind_of(action), held, None)
+
+    # -- conflict detection -------------------------------------------------------------------
+
+    def _hold(self, action: Action) -> bool:
+        """Keep a lease back while its address is probed; True when `action` is held back."""
+        if isinstance(action, LeaseLost | LeaseDiscarded):
+            self._pending = None  # nothing applied it: the callback undoes nothing new
+            return False
+        if isinstance(action, LeaseBound):
+            self._pending = (LeaseEventKind.BOUND, action.lease)
+            return True
+        if isinstance(action, LeaseChanged):
+            if self._pending is not None:
+                self._pending = (self._pending[0], action.new)
+                return True
+            if action.new.address.ip != action.old.address.ip:
+                self._pending = (LeaseEventKind.CHANGED, action.new)
+                return True
+            return False
+        # LeaseRenewed: the address in use is not news; while one is pending, renew it there.
+        assert isinstance(action, LeaseRenewed), action
+        if self._pending is not None:
+            self._pending = (self._pending[0], action.lease)
+            return True
+        return False
+
+    def _reconcile_acd(self, machine: Machine, nursery: trio.Nursery) -> None:
+        """Run conflict detection on the machine's address while it uses one, else stop it."""
+        acd = self._acd
+        assert acd is not None
+        lease = machine.lease
+        wanted = None
+        if lease is not None and machine.spec.uses_address and machine.link_is_up:
+            wanted = lease.address.ip
+        running = acd.state not in (AcdState.IDLE, AcdState.CONFLICT)
+        if running and acd.address == wanted:
+            return
+        if wanted is None:
+            if running or self._arp is not None:
+                self._stop_acd(nursery)
+            return
+        if acd.state is AcdState.CONFLICT and acd.address == wanted:
+            return  # declined: the machine is leaving this lease
+        if running:
+            acd.stop(self._now())
+        if not self._watch(wanted, nursery):
+            # No ARP socket (an interface without ARP, no CAP_NET_RAW): use the lease unprobed.
+            self._acd = None
+            return
+        acd.start(self._now(), wanted)
+
+    def _watch(self, address: IPv4Address, nursery: trio.Nursery) -> bool:
+        """Open the ARP link for `address`, or point the open one at it; False when it fails."""
+        factory = self._arp_factory
+        assert factory is not None and self._acd is not None
+        try:
+            if self._arp_link is not None:
+                self._arp_link.watch(address)
+                return True
+            link = factory(self.interface, self._acd.config.hwaddr, address)
+        except OSError as error:
+            self.stats.errors["arp-open"] += 1
+            self._log.warning(
+                "%s: no conflict detection (cannot open the ARP socket: %s)", self.interface, error
+            )
+            self._stop_acd(nursery)
+            return False
+        self._arp_link = link
+        opened = self._arp = _Open(link)  # type: ignore[arg-type]
+        nursery.start_soon(self._arp_receiver, opened, link)
+        return True
+
+    def _stop_acd(self, nursery: trio.Nursery | None) -> None:
+        acd = self._acd
+        if acd is not None and acd.state is not AcdState.IDLE:
+            acd.stop(self._now() if self._reference is not None else 0.0)
+        opened, self._arp, self._arp_link = self._arp, None, None
+        if opened is not None:
+            self._close(opened, nursery)
+
+    async def _arp_receiver(self, opened: _Open, link: ArpLink) -> None:
+        with opened.scope:
+            while True:
+                try:
+                    data = await link.receive()
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return
+                except OSError as error:
+                    self.stats.errors["arp-receive"] += 1
+                    self._log.warning("%s: ARP receive failed: %s", self.interface, error)
+                    await trio.sleep(1.0)
+                    continue
+                wake = self._wake
+                if wake is None:
+                    return
+                await wake.send(_ArpData(data))
+
+    async def _act_acd(self, machine: Machine, action: AcdAction) -> None:
+        acd = self._acd
+        assert acd is not None
+        if isinstance(action, SendArp):
+            link = self._arp_link
+            name = "ARP-PROBE" if action.packet.is_probe else "ARP-ANNOUNCE"
+            if link is None:
+                return
+            try:
+                await link.send(action.packet.build(), action.destination)
+            except OSError as error:
+                self.stats.errors["arp-send"] += 1
+                self._log.warning("%s: cannot send %s: %s", self.interface, name, error)
+                return
+            self.stats.sent[name] += 1
+        elif isinstance(action, Available):
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                kind, lease = pending
+                await self._apply(kind, lease, None)
+            if acd.state is AcdState.READY:
+                acd.announce(self._now())
+        elif isinstance(action, Defended):
+            self.stats.acd["defended"] += 1
+            self._log.warning(
+                "%s: %s claims %s; defended it",
+                self.interface,
+                action.sender.hex(":"),
+                action.address,
+            )
+        else:
+            self._conflicted(machine, action)
+
+    def _conflicted(self, machine: Machine, conflict: Conflict) -> None:
+        applied = self._applied is not None and self._applied.address.ip == conflict.address
+        self.stats.acd[f"conflict-{conflict.during.value}"] += 1
+        if conflict.during is Phase.PROBE and not applied:
+            self._log.warning(
+                "%s: %s is in use by %s; declining it",
+                self.interface,
+                conflict.address,
+                conflict.sender.hex(":"),
+            )
+        else:
+            self._log.warning(
+                "%s: %s is in use by %s; giving it up",
+                self.interface,
+                conflict.address,
+                conflict.sender.hex(":"),
+            )
+        if machine.spec.may_decline:
+            reason = LossReason.CONFLICT if applied else LossReason.DECLINED
+            machine.decline(self._now(), reason=reason)
 
     async def _apply(
         self, kind: LeaseEventKind | None, held: Lease | None, reason: LossReason | None
@@ -709,6 +976,8 @@ class Client:
         """Leave the protocol on cancellation: DHCPRELEASE and the callback if configured."""
         if machine.state is State.STOPPED:
             return
+        # No more ARP: the address is released (or kept for the next run) from here on.
+        self._stop_acd(nursery)
         machine.stop(self._now())
         for action in machine.pop_actions():
             await self._act(action, nursery)

@@ -4,7 +4,8 @@ The client's Trio shell owns at most one open transport at a time and opens the 
 needs: `BroadcastTransport` (AF_PACKET + classic BPF, raw IPv4/UDP from 0.0.0.0:68) while it has
 no usable address, `UnicastTransport` (a kernel UDP socket bound to the leased address:68 with
 SO_BINDTODEVICE) once it has one. Tests use `dhcp4c.testing.memory`, an in-memory network on the
-Trio clock with fault injection. All three satisfy `Transport`.
+Trio clock with fault injection. All three satisfy `Transport`. Address conflict detection
+sends and receives ARP over an `ArpLink` (`dhcp4c.linux.arp.ArpTransport` on a real interface).
 
 Modules: `ipudp` (pure IPv4/UDP framing and verification), `bpf` (the filter program, pure),
 `packet` (BroadcastTransport), `udp` (UnicastTransport), `memory` (in-memory network).
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from dhcp4c.linux.packet import BroadcastTransport
     from dhcp4c.linux.udp import UnicastTransport
 
-__all__ = ["BroadcastTransport", "FrameError", "Transport", "UnicastTransport"]
+__all__ = ["ArpLink", "BroadcastTransport", "FrameError", "Transport", "UnicastTransport"]
 
 # Imported lazily (PEP 562): `packet` and `udp` import trio, while `Transport` and the pure
 # `ipudp` and `bpf` need nothing beyond the standard library.
@@ -50,6 +51,25 @@ class Transport(Protocol):
 
     async def receive(self) -> bytes:
         """Return the next UDP payload addressed to port 68 (headers checked and stripped).
+
+        Raises trio.ClosedResourceError once the transport is closed.
+        """
+
+    def close(self) -> None:
+        """Release the socket; idempotent."""
+
+
+class ArpLink(Protocol):
+    """One open ARP socket (or in-memory port) for conflict detection on one interface."""
+
+    def watch(self, address: IPv4Address) -> None:
+        """Receive the ARP packets about `address` from now on (instead of the previous one)."""
+
+    async def send(self, packet: bytes, destination: bytes) -> None:
+        """Send one ARP packet (the 28 bytes) to the link-layer `destination`."""
+
+    async def receive(self) -> bytes:
+        """Return the next ARP packet about the watched address (possibly padded).
 
         Raises trio.ClosedResourceError once the transport is closed.
         """

@@ -19,7 +19,7 @@ import trio
 import trio.testing
 
 from dhcp4c import cli
-from dhcp4c.protocol.config import DEFAULT_PARAMETER_REQUEST_LIST
+from dhcp4c.protocol.config import DEFAULT_PARAMETER_REQUEST_LIST, ClientConfig
 from dhcp4c.protocol.lease import Lease
 from dhcp4c.protocol.machine import State
 from dhcp4c.protocol.message import BOOTREPLY, Message
@@ -147,6 +147,13 @@ def test_bad_values_are_one_clear_message(argv: tuple[str, ...], message: str) -
     assert message in usage_error(*argv)
 
 
+def test_acd_options() -> None:
+    assert parse("eth0").client.acd_timeout == ClientConfig().acd_timeout == 0.2
+    assert parse("--acd-timeout", "7", "eth0").client.acd_timeout == 7.0
+    assert parse("--acd-timeout", "0", "eth0").client.acd_timeout == 0.0
+    assert parse("--no-acd", "eth0").client.acd_timeout is None
+
+
 def test_lease_dir_must_be_a_directory(tmp_path: Path) -> None:
     file = tmp_path / "file"
     file.write_text("")
@@ -165,6 +172,9 @@ def test_lease_dir_must_be_a_directory(tmp_path: Path) -> None:
         ("--timeout", "-1", "eth0"),
         ("--timeout", "nan", "eth0"),
         ("--route-metric", "-1", "eth0"),
+        ("--acd-timeout", "-1", "eth0"),
+        ("--acd-timeout", "inf", "eth0"),
+        ("--acd-timeout", "1", "--no-acd", "eth0"),
         ("--no-such-option", "eth0"),
     ],
 )

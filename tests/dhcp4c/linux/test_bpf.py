@@ -148,3 +148,62 @@ def test_pack_program_layout() -> None:
     assert struct.unpack_from("=HBBI", packed, 8 * 2) == PROGRAM[2]
     with pytest.raises(ValueError):
         bpf.pack_program([])
+
+
+# -- the ARP filter of conflict detection ------------------------------------------------------
+
+OURS = b"\x02\x00\x00\x00\x00\x01"
+THEIRS = b"\x02\x00\x00\x00\x00\x02"
+WATCHED = IPv4Address("192.0.2.50")
+ARP_PROGRAM = bpf.arp_filter(OURS, WATCHED)
+
+
+def arp(
+    op: int = 2,
+    sha: bytes = THEIRS,
+    spa: str = "192.0.2.50",
+    tpa: str = "192.0.2.1",
+    *,
+    hrd: int = 1,
+    pro: int = 0x0800,
+    lengths: tuple[int, int] = (6, 4),
+) -> bytes:
+    return (
+        struct.pack("!HHBBH", hrd, pro, *lengths, op)
+        + sha
+        + IPv4Address(spa).packed
+        + bytes(6)
+        + IPv4Address(tpa).packed
+        + bytes(18)
+    )
+
+
+@pytest.mark.parametrize(
+    ("packet", "accepted"),
+    [
+        (arp(), True),  # a reply from the address
+        (arp(op=1), True),  # a request from it (an announcement, a gratuitous ARP)
+        (arp(op=1, spa="0.0.0.0", tpa="192.0.2.50"), True),  # another host probing for it
+        (arp(op=1, spa="0.0.0.0", tpa="192.0.2.51"), False),  # a probe for another address
+        (arp(spa="192.0.2.51"), False),  # about another address
+        (arp(sha=OURS), False),  # what this host sent
+        (arp(op=1, sha=OURS, spa="0.0.0.0", tpa="192.0.2.50"), False),  # our own probe
+        (arp(sha=OURS[:4] + b"\x00\x09"), True),  # another host sharing our first 4 bytes
+        (arp(op=3), False),  # RARP request
+        (arp(hrd=6), False),
+        (arp(pro=0x86DD), False),
+        (arp(lengths=(6, 16)), False),
+        (arp()[:16], False),  # short: the load past the end drops it
+    ],
+)
+def test_arp_filter_decisions(packet: bytes, accepted: bool) -> None:
+    assert (run_bpf(ARP_PROGRAM, packet) > 0) is accepted
+
+
+def test_arp_filter_jumps_stay_inside_and_refuse_bad_hwaddr() -> None:
+    for pc, (code, jt, jf, _k) in enumerate(ARP_PROGRAM):
+        if code & 0x07 == bpf.BPF_JMP:
+            assert pc + 1 + max(jt, jf) < len(ARP_PROGRAM)
+    assert ARP_PROGRAM[-1] == (bpf.BPF_RET | bpf.BPF_K, 0, 0, 0)
+    with pytest.raises(ValueError):
+        bpf.arp_filter(b"\x02", WATCHED)

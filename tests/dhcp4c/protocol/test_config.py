@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import subprocess
 import sys
 
@@ -98,7 +99,7 @@ def test_machine_choices_are_every_machine_field_but_the_identity() -> None:
     machine_fields = {f.name for f in dataclasses.fields(MachineConfig)}
     assert set(MACHINE_CHOICES) == machine_fields - {"hwaddr", "interface", "htype"}
     shell = {f.name for f in dataclasses.fields(ClientConfig)} - set(MACHINE_CHOICES)
-    assert shell == {"suspend_check"}
+    assert shell == {"suspend_check", "acd_timeout"}
 
 
 def test_the_option_lists_name_rfc_2132_codes() -> None:
@@ -141,3 +142,13 @@ def test_making_one_loads_no_codec() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_acd_timeout_default_is_the_acd_default_and_is_checked() -> None:
+    from dhcp4c.protocol.acd import DEFAULT_PROBE_TIMEOUT
+
+    assert ClientConfig().acd_timeout == DEFAULT_PROBE_TIMEOUT
+    assert ClientConfig(acd_timeout=None).acd_timeout is None
+    for bad in (-0.1, 61.0, math.nan):
+        with pytest.raises(ValueError, match="acd_timeout"):
+            ClientConfig(acd_timeout=bad)
