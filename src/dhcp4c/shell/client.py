@@ -700,6 +700,8 @@ class Client:
         if isinstance(action, LeaseLost | LeaseDiscarded):
             self._pending = None  # nothing applied it: the callback undoes nothing new
             return False
+        if isinstance(action, Ipv6OnlyPreferred):
+            return False  # no address to probe: any lease was lost just before
         if isinstance(action, LeaseBound):
             self._pending = (LeaseEventKind.BOUND, action.lease)
             return True

@@ -138,10 +138,12 @@ class Net:
 
 
 @asynccontextmanager
-async def network(taken: dict[IPv4Address, bytes] | None = None) -> AsyncIterator[Net]:
+async def network(
+    taken: dict[IPv4Address, bytes] | None = None, server: ServerConfig = SHORT
+) -> AsyncIterator[Net]:
     net = MemoryNetwork(random.Random(0))
     link = net.attach(HW)
-    core = ServerCore(SHORT)
+    core = ServerCore(server)
     async with trio.open_nursery() as nursery:
         await nursery.start(serve_memory, core, net.server(SHORT.server_id))
         yield Net(net, link, nursery, FakeArp(dict(taken or {})))
@@ -387,4 +389,19 @@ async def test_a_known_lease_is_probed_before_it_is_relied_on(
         bound = events.receive_nowait()
         assert (bound.kind, bound.lease) == (LeaseEventKind.BOUND, again)
         assert client.stats.acd["conflict-probe"] == 1
+        scope.cancel()
+
+
+async def test_an_ipv6_only_offer_probes_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    # RFC 8925 with conflict detection on: an OFFER with option 108 takes no address, so there
+    # is nothing to probe; observers hear of the wait and the client stays quiet.
+    v6only = ServerConfig(lease_time=1000, t1=500, t2=875, extra_options={108: bytes([0, 0, 1, 0])})
+    async with network(server=v6only) as n:
+        client = n.client(ipv6_only_preferred=True, rapid_commit=False)
+        with client.subscribe() as events:
+            scope = await start(n, client)
+            event = await events.receive()
+        assert event.kind is LeaseEventKind.IPV6_ONLY and event.wait == 300
+        assert n.calls == [] and n.messages(MessageType.REQUEST) == []
+        assert n.arp.links == [] and client.stats.sent.get("ARP-PROBE", 0) == 0
         scope.cancel()
