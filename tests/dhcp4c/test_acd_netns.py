@@ -9,10 +9,13 @@ started before the client), and a DHCPDECLINE for it must be on the wire.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,15 +87,21 @@ def test_the_command_declines_a_taken_address(net: Net) -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert monitor.stdout is not None
+    seen: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [seen.put(line) for line in monitor.stdout or ()])
+    reader.start()
+    lines: list[str] = []
     try:
-        # The listener is subscribed once it reports an address added after it started.
-        assert monitor.stdout is not None
-        net.client.ip("addr", "add", "127.0.0.2/8", "dev", "lo")
-        lines: list[str] = []
-        while not any("127.0.0.2" in line for line in lines):
-            line = monitor.stdout.readline()
-            assert line, lines  # the monitor ended
-            lines.append(line)
+        # The listener is subscribed once it reports an address added after it started; one
+        # added before its subscription is never reported, so add another until one shows.
+        deadline = time.monotonic() + 10
+        for n in range(2, 250):
+            net.client.ip("addr", "add", f"127.0.0.{n}/8", "dev", "lo")
+            with contextlib.suppress(queue.Empty):
+                lines.append(seen.get(timeout=0.5))
+                break
+            assert time.monotonic() < deadline, "the address monitor never reported"
         with Capture(net.server, net.server_port) as capture:
             result = subprocess.run(
                 net.client.command(
@@ -106,11 +115,23 @@ def test_the_command_declines_a_taken_address(net: Net) -> None:
             )
             assert result.returncode == 0, result.stderr
             declines = capture.dhcp(MessageType.DECLINE)
-        time.sleep(0.2)  # the monitor's last lines
+        # The monitor's last lines: the bound address must have been reported.
+        deadline = time.monotonic() + 10
+        while not any(
+            IPv4Interface(json.loads(result.stdout.splitlines()[0])["address"]).ip.compressed + "/"
+            in line
+            for line in lines
+        ):
+            assert time.monotonic() < deadline, lines
+            with contextlib.suppress(queue.Empty):
+                lines.append(seen.get(timeout=0.5))
     finally:
         monitor.terminate()
-        out, _ = monitor.communicate(timeout=5)
-    lines += out.splitlines()
+        monitor.wait(timeout=5)
+        reader.join(timeout=5)
+        monitor.stdout.close()
+    while not seen.empty():
+        lines.append(seen.get_nowait())
     bound = json.loads(result.stdout.splitlines()[0])
     address = IPv4Interface(bound["address"]).ip
     assert address != TAKEN and POOL[0] <= address <= POOL[1], bound
