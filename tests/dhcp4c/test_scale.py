@@ -21,7 +21,9 @@ from dhcp4c.testing import dnsmasq as dnsmasq_module
 from dhcp4c.testing import netns
 
 COUNT = 200
-TIMEOUT = 60.0
+# A bound, not a speed assertion: binding all takes a few seconds, but a client whose first
+# exchanges are lost in the burst of 200 retransmits on RFC 2131's doubling schedule.
+TIMEOUT = 150.0
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "scale.py"
 
 
