@@ -16,10 +16,8 @@ sends SIGTERM then SIGKILL. It refuses leases under 120 s but sends the T1/T2 it
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from types import TracebackType
 
-from dhcp4c.testing.netns import Namespace
+from dhcp4c.testing.netns import Namespace, terminate
 
 __all__ = ["MIN_LEASE_TIME", "Dnsmasq", "DnsmasqConfig", "DnsmasqError", "DnsmasqLease", "which"]
 
@@ -217,13 +215,7 @@ class Dnsmasq:
         process, self._process = self._process, None
         if process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, grace=grace)
         if process.stderr is not None:
             process.stderr.close()
 

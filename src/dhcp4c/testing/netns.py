@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -42,6 +43,7 @@ __all__ = [
     "netns_available",
     "remove_stale",
     "require_netns",
+    "terminate",
 ]
 
 _ETC_NETNS_DIR = "/etc/netns"
@@ -326,3 +328,17 @@ def require_netns() -> None:
     if _in_ci():
         pytest.fail(f"{reason} (CI is set, so this is not skipped)")
     pytest.skip(reason)
+
+
+def terminate(process: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:
+    """Stop a server started in a namespace: SIGTERM, then SIGKILL after `grace` seconds.
+
+    Returns once the process has exited; a process already gone is not an error.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

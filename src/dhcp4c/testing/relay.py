@@ -25,10 +25,8 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -37,7 +35,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from types import TracebackType
 
-from dhcp4c.testing.netns import Namespace
+from dhcp4c.testing.netns import Namespace, terminate
 
 __all__ = ["Relay", "RelayError", "enable_forwarding", "which"]
 
@@ -169,13 +167,7 @@ class Relay:
         process, self._process = self._process, None
         if process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, grace=grace)
         self._finish(process)
 
     def log_text(self) -> str:
